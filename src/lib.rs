@@ -1,0 +1,19 @@
+//! The latchkey contract and the runtime both services share.
+//!
+//! - [`pb`]: the protobuf messages, gRPC clients and servers generated from `proto/`.
+//! - [`auth`]: bearer JWT verification, caller identity and the per-method role policy.
+//! - [`error`]: the gRPC error vocabulary (field violations, stable reasons) and the one
+//!   mapping of database and pool failures by meaning.
+//! - [`db`]: the connection pool factory, embedded migrations and database health.
+//! - [`telemetry`]: tracing and OpenTelemetry setup and W3C trace context over gRPC.
+//! - [`server`]: health, reflection and graceful shutdown around a tonic router.
+
+pub mod auth;
+pub mod db;
+pub mod error;
+pub mod pagination;
+pub mod pb;
+pub mod server;
+pub mod telemetry;
+#[cfg(feature = "testkit")]
+pub mod testkit;

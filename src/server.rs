@@ -1,0 +1,159 @@
+//! What every latchkey gRPC server has besides its own services: health (Check and
+//! Watch) tied to the database, reflection v1 and v1alpha, and a graceful shutdown that
+//! drains in-flight calls within a deadline.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tonic_reflection::server::{v1, v1alpha};
+
+use crate::db::{DbPool, monitor_health};
+
+/// Default time in-flight calls get to finish once shutdown begins.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// The health service of one server and the names it reports on.
+#[derive(Clone)]
+pub struct Health {
+    reporter: HealthReporter,
+    services: Vec<&'static str>,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health")
+            .field("services", &self.services)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The gRPC health service, as mounted on a router.
+pub type HealthService =
+    tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>;
+
+impl Health {
+    /// A health service that reports on `services` (full gRPC service names) and on the
+    /// server as a whole; everything starts NOT_SERVING until the database answers.
+    pub async fn new(services: Vec<&'static str>) -> (Self, HealthService) {
+        let reporter = HealthReporter::new();
+        for service in std::iter::once("").chain(services.iter().copied()) {
+            reporter
+                .set_service_status(service, ServingStatus::NotServing)
+                .await;
+        }
+        let server = tonic_health::pb::health_server::HealthServer::new(
+            tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
+        );
+        (Self { reporter, services }, server)
+    }
+
+    /// Follows the database's reachability until aborted.
+    pub fn spawn_monitor(&self, pool: DbPool, interval: Duration) -> JoinHandle<()> {
+        tokio::spawn(monitor_health(
+            pool,
+            self.reporter.clone(),
+            self.services.clone(),
+            interval,
+        ))
+    }
+
+    /// Reports NOT_SERVING everywhere, so load balancers stop sending work.
+    pub async fn stop_serving(&self) {
+        for service in std::iter::once("").chain(self.services.iter().copied()) {
+            self.reporter
+                .set_service_status(service, ServingStatus::NotServing)
+                .await;
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Server reflection in both protocol versions, over latchkey's and health's protos, so
+/// grpcurl and the Python and Node reflection clients all work.
+pub fn reflection() -> Result<
+    (
+        v1::ServerReflectionServer<impl v1::ServerReflection>,
+        v1alpha::ServerReflectionServer<impl v1alpha::ServerReflection>,
+    ),
+    ServerError,
+> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    Ok((builder().build_v1()?, builder().build_v1alpha()?))
+}
+
+/// Runs a server until `shutdown` resolves, then lets in-flight calls finish for at most
+/// `grace`. `serve` receives the signal to hand to tonic's `serve_with_*_shutdown`.
+/// `on_stop` runs as soon as shutdown begins (to report NOT_SERVING, stop workers).
+pub async fn serve_with_grace<S, Fut, Stop>(
+    serve: S,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_stop: Stop,
+    grace: Duration,
+) -> Result<(), ServerError>
+where
+    S: FnOnce(BoxFuture<'static, ()>) -> Fut,
+    Fut: Future<Output = Result<(), tonic::transport::Error>>,
+    Stop: Future<Output = ()> + Send + 'static,
+{
+    let stopping = Arc::new(Notify::new());
+    let signal = {
+        let stopping = Arc::clone(&stopping);
+        Box::pin(async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining in-flight calls");
+            on_stop.await;
+            stopping.notify_one();
+        })
+    };
+    let server = serve(signal);
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result.map_err(ServerError::from),
+        () = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_ms = grace.as_millis() as u64, "shutdown grace expired; abandoning calls still running");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn termination_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::error!(%error, "cannot listen for SIGTERM");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {},
+            _ = terminate.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,257 @@
+//! Test support: a fresh database per test made from a migrated template, a TCP proxy
+//! that can cut a service off from PostgreSQL, and bearer tokens.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::auth::JwtSigner;
+
+/// The HS256 secret the tests' services are configured with.
+pub const TEST_JWT_SECRET: &str = "latchkey-test-secret-0123456789abcdef";
+
+/// The server to create test databases on: `TEST_DATABASE_URL`, else the local one.
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn url_for(admin: &str, database: &str) -> String {
+    let base = admin.split('?').next().unwrap_or(admin);
+    match base.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{database}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+async fn admin_client(admin: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to the test PostgreSQL at {admin}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// A database of its own for one test, dropped when the value is dropped.
+#[derive(Debug)]
+pub struct TestDb {
+    url: String,
+    name: String,
+    admin: String,
+}
+
+impl TestDb {
+    /// Creates a database from the template `template`, building the template first
+    /// with `migrate` (given the template's URL) if no test has built it yet. Name the
+    /// template after the migrations it holds so a changed set builds a new one.
+    pub async fn from_template<F, Fut>(template: &str, migrate: F) -> Self
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let admin = admin_url();
+        let client = admin_client(&admin).await;
+        let building = format!("{template}_building");
+        client
+            .execute(
+                "SELECT pg_advisory_lock(hashtext($1)::bigint)",
+                &[&template],
+            )
+            .await
+            .expect("template lock");
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&template])
+            .await
+            .expect("template lookup")
+            .is_some();
+        if !exists {
+            client
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE); CREATE DATABASE \"{building}\""
+                ))
+                .await
+                .expect("create template");
+            migrate(url_for(&admin, &building)).await;
+            client
+                .batch_execute(&format!(
+                    "ALTER DATABASE \"{building}\" RENAME TO \"{template}\"; \
+                     ALTER DATABASE \"{template}\" WITH IS_TEMPLATE true"
+                ))
+                .await
+                .expect("finish template");
+        }
+        client
+            .execute(
+                "SELECT pg_advisory_unlock(hashtext($1)::bigint)",
+                &[&template],
+            )
+            .await
+            .expect("template unlock");
+        let name = format!("lk_test_{}", uuid::Uuid::new_v4().simple());
+        client
+            .batch_execute(&format!(
+                "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
+            ))
+            .await
+            .expect("create test database");
+        Self {
+            url: url_for(&admin, &name),
+            name,
+            admin,
+        }
+    }
+
+    /// An empty database, for tests of migrations themselves.
+    pub async fn empty() -> Self {
+        let admin = admin_url();
+        let client = admin_client(&admin).await;
+        let name = format!("lk_test_{}", uuid::Uuid::new_v4().simple());
+        client
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .expect("create test database");
+        Self {
+            url: url_for(&admin, &name),
+            name,
+            admin,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn secret_url(&self) -> SecretString {
+        SecretString::from(self.url.clone())
+    }
+
+    /// A plain client on the test database, for looking at what was stored.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        admin_client(&self.url).await
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin = self.admin.clone();
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime; a thread with its own runtime can block.
+        let dropped = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                let client = admin_client(&admin).await;
+                let _ = client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .await;
+            });
+        });
+        let _ = dropped.join();
+    }
+}
+
+/// A TCP proxy in front of PostgreSQL that a test can cut (dropping every connection
+/// and refusing new ones) and restore, to take the database away from a running service.
+#[derive(Debug)]
+pub struct TcpProxy {
+    addr: SocketAddr,
+    open: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let (open, _) = watch::channel(true);
+        let state = open.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !*state.borrow() {
+                    drop(inbound);
+                    continue;
+                }
+                let mut closed = state.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = closed.wait_for(|open| !*open) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, open, task }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `url` with its host and port replaced by the proxy's.
+    pub fn url_through(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let user = authority
+            .rsplit_once('@')
+            .map(|(user, _)| format!("{user}@"))
+            .unwrap_or_default();
+        format!("{scheme}://{user}{}/{path}", self.addr)
+    }
+
+    /// Drops every proxied connection and refuses new ones.
+    pub fn cut(&self) {
+        self.open.send_replace(false);
+    }
+
+    pub fn restore(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Where the test PostgreSQL listens, from [`admin_url`].
+pub fn postgres_addr() -> SocketAddr {
+    let admin = admin_url();
+    let rest = admin
+        .split_once("://")
+        .map_or(admin.as_str(), |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let host_port = if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5432")
+    };
+    let host_port = host_port.replace("localhost", "127.0.0.1");
+    host_port
+        .parse()
+        .expect("TEST_DATABASE_URL must name an IP address and port")
+}
+
+/// A bearer token signed with [`TEST_JWT_SECRET`].
+pub fn token(tenant: &str, user: &str, roles: &[&str]) -> String {
+    JwtSigner::hs256(&SecretString::from(TEST_JWT_SECRET.to_owned()))
+        .sign(user, tenant, roles, Duration::from_secs(600))
+        .expect("sign test token")
+}
+
+/// Metadata value `Bearer <token>`.
+pub fn bearer(token: &str) -> tonic::metadata::MetadataValue<tonic::metadata::Ascii> {
+    format!("Bearer {token}").parse().expect("ascii token")
+}
