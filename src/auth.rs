@@ -323,6 +323,9 @@ impl JwtSigner {
     }
 }
 
+/// Errors of key parsing and signing.
+pub use jsonwebtoken::errors::Error as JwtError;
+
 /// Who may call a method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {

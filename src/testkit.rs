@@ -9,6 +9,11 @@ use secrecy::SecretString;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use diesel_migrations::EmbeddedMigrations;
+use futures_util::future::BoxFuture;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
 use crate::auth::JwtSigner;
 
 /// The HS256 secret the tests' services are configured with.
@@ -69,20 +74,20 @@ impl TestDb {
             .expect("template lookup")
             .is_some();
         if !exists {
-            client
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE); CREATE DATABASE \"{building}\""
-                ))
-                .await
-                .expect("create template");
+            // Each statement alone: CREATE and DROP DATABASE refuse transaction blocks.
+            for sql in [
+                format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"),
+                format!("CREATE DATABASE \"{building}\""),
+            ] {
+                client.batch_execute(&sql).await.expect("create template");
+            }
             migrate(url_for(&admin, &building)).await;
-            client
-                .batch_execute(&format!(
-                    "ALTER DATABASE \"{building}\" RENAME TO \"{template}\"; \
-                     ALTER DATABASE \"{template}\" WITH IS_TEMPLATE true"
-                ))
-                .await
-                .expect("finish template");
+            for sql in [
+                format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\""),
+                format!("ALTER DATABASE \"{template}\" WITH IS_TEMPLATE true"),
+            ] {
+                client.batch_execute(&sql).await.expect("finish template");
+            }
         }
         client
             .execute(
@@ -103,6 +108,21 @@ impl TestDb {
             name,
             admin,
         }
+    }
+
+    /// A database holding the given schemas, each migrated with its migrations.
+    pub async fn migrated(sets: Vec<(&'static str, EmbeddedMigrations)>) -> Self {
+        let fingerprint =
+            crate::db::migrations_fingerprint(sets.iter().map(|(schema, m)| (*schema, m)));
+        Self::from_template(&format!("lk_tpl_{fingerprint}"), |url| async move {
+            let url = SecretString::from(url);
+            for (schema, migrations) in sets {
+                crate::db::migrate(&url, schema, migrations)
+                    .await
+                    .unwrap_or_else(|e| panic!("migrating {schema}: {e}"));
+            }
+        })
+        .await
     }
 
     /// An empty database, for tests of migrations themselves.
@@ -254,4 +274,94 @@ pub fn token(tenant: &str, user: &str, roles: &[&str]) -> String {
 /// Metadata value `Bearer <token>`.
 pub fn bearer(token: &str) -> tonic::metadata::MetadataValue<tonic::metadata::Ascii> {
     format!("Bearer {token}").parse().expect("ascii token")
+}
+
+/// A service started in-process on `127.0.0.1:0`, stopped through its shutdown seam.
+#[derive(Debug)]
+pub struct RunningServer<E> {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<Result<(), E>>,
+}
+
+impl<E: Send + 'static> RunningServer<E> {
+    /// Binds a listener and runs `start(listener, shutdown)` on it.
+    pub async fn spawn<F, Fut>(start: F) -> Self
+    where
+        F: FnOnce(TcpListener, BoxFuture<'static, ()>) -> Fut,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind service");
+        let addr = listener.local_addr().expect("service address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown: BoxFuture<'static, ()> = Box::pin(async move {
+            let _ = stopped.await;
+        });
+        let handle = tokio::spawn(start(listener, shutdown));
+        Self {
+            addr,
+            stop: Some(stop),
+            handle,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A channel to the service.
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(self.url())
+            .expect("service url")
+            .connect()
+            .await
+            .expect("connect to service")
+    }
+
+    /// Signals shutdown without waiting for it.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Signals shutdown and waits for `run` to return.
+    pub async fn stop(mut self) -> Result<(), E> {
+        self.begin_shutdown();
+        (&mut self.handle).await.expect("service task")
+    }
+
+    /// Waits for `run` to return after [`Self::begin_shutdown`].
+    pub async fn finished(mut self) -> Result<(), E> {
+        (&mut self.handle).await.expect("service task")
+    }
+}
+
+impl<E> Drop for RunningServer<E> {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A token with arbitrary claims, for tests of refusals (expired, foreign audience...).
+pub fn token_with_claims(claims: &crate::auth::Claims, secret: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign test claims")
+}
+
+/// Adds `authorization: Bearer <token>` to a request.
+pub fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", bearer(token));
+    request
 }

@@ -1,1 +1,98 @@
+//! access-service: decides who may open which door and when.
+//!
+//! [`run`] is the seam the binary and the tests share: it serves on a bound listener
+//! until `shutdown` resolves, then drains in-flight calls.
 
+pub mod config;
+pub mod db;
+pub mod directory;
+pub mod error;
+pub mod gateway;
+pub mod grpc;
+pub mod state;
+
+use std::future::Future;
+
+use latchkey::auth::{AuthLayer, JwtVerifier};
+use latchkey::pb::access::v1::directory_service_server::DirectoryServiceServer;
+use latchkey::server::{Health, reflection, serve_with_grace};
+use latchkey::telemetry::grpc_trace_layer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::server::NamedService;
+
+pub use config::Config;
+
+use crate::gateway::GatewayClient;
+use crate::state::AppState;
+
+/// The application name connections report to PostgreSQL.
+pub const APPLICATION: &str = "access-service";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Db(#[from] latchkey::db::DbSetupError),
+    #[error("JWT settings: {0}")]
+    Auth(#[from] latchkey::auth::AuthConfigError),
+    #[error(transparent)]
+    Gateway(#[from] gateway::GatewaySetupError),
+    #[error(transparent)]
+    Server(#[from] latchkey::server::ServerError),
+}
+
+/// Applies access-service's pending migrations; returns the versions applied.
+pub async fn migrate(db: &latchkey::db::DbConfig) -> Result<Vec<String>, RunError> {
+    Ok(latchkey::db::migrate(&db.database_url, db::SCHEMA, db::MIGRATIONS).await?)
+}
+
+/// Serves access-service on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let pool = latchkey::db::build_pool(&config.db, db::SCHEMA, APPLICATION)?;
+    let verifier = JwtVerifier::from_config(&config.jwt)?;
+    let state = AppState {
+        pool: pool.clone(),
+        gateway: GatewayClient::new(&config)?,
+    };
+
+    let directory = DirectoryServiceServer::new(grpc::directory::DirectoryApi::new(state));
+    let (health, health_service) = Health::new(vec![
+        <DirectoryServiceServer<grpc::directory::DirectoryApi> as NamedService>::NAME,
+    ])
+    .await;
+    let monitor = health.spawn_monitor(
+        pool,
+        std::time::Duration::from_millis(config.db.db_health_interval_ms),
+    );
+    let (reflection_v1, reflection_v1alpha) = reflection()?;
+
+    let router = tonic::transport::Server::builder()
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(grpc_trace_layer())
+                .layer(AuthLayer::new(verifier, grpc::policy)),
+        )
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(directory);
+
+    tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "access-service serving");
+    let incoming = TcpListenerStream::new(listener);
+    serve_with_grace(
+        |signal| router.serve_with_incoming_shutdown(incoming, signal),
+        shutdown,
+        async move {
+            monitor.abort();
+            health.stop_serving().await;
+        },
+        config.shutdown_grace(),
+    )
+    .await?;
+    tracing::info!("access-service stopped");
+    Ok(())
+}

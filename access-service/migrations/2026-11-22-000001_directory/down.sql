@@ -1,0 +1,2 @@
+DROP TABLE properties;
+DROP TABLE tenants;

@@ -1,0 +1,120 @@
+//! Configuration, read once from the environment with command-line flags overriding.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use latchkey::auth::JwtConfig;
+use latchkey::db::DbConfig;
+use latchkey::telemetry::TelemetryConfig;
+use secrecy::SecretString;
+
+/// Default gRPC listen address.
+pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
+/// Default lock-gateway address.
+pub const DEFAULT_LOCK_GATEWAY_URL: &str = "http://127.0.0.1:50061";
+
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "access-service",
+    version,
+    about = "latchkey access-service: access decisions, codes and the audit log"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Serve gRPC.
+    Serve {
+        /// Apply pending migrations before serving.
+        #[arg(long)]
+        migrate: bool,
+        #[command(flatten)]
+        config: Config,
+        #[command(flatten)]
+        telemetry: TelemetryConfig,
+    },
+    /// Apply pending migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        db: DbConfig,
+    },
+    /// Print a bearer token signed with JWT_SECRET (for local use and operations).
+    Token {
+        #[arg(long, env = "JWT_SECRET", hide_env_values = true, value_parser = latchkey::auth::parse_secret)]
+        jwt_secret: SecretString,
+        /// Tenant the token acts in.
+        #[arg(long)]
+        tenant: String,
+        /// User id (`sub`).
+        #[arg(long)]
+        user: String,
+        /// Roles, repeatable: ADMIN, MANAGER, SERVICE or any member role.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Lifetime in hours.
+        #[arg(long, default_value_t = 12)]
+        ttl_hours: u64,
+        #[arg(long, env = "JWT_ISSUER")]
+        jwt_issuer: Option<String>,
+        #[arg(long, env = "JWT_AUDIENCE")]
+        jwt_audience: Option<String>,
+    },
+}
+
+/// Everything `run` needs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address to serve gRPC on.
+    #[arg(long, env = "GRPC_ADDR", default_value = DEFAULT_GRPC_ADDR)]
+    pub grpc_addr: SocketAddr,
+    /// lock-gateway's gRPC URL.
+    #[arg(long, env = "LOCK_GATEWAY_URL", default_value = DEFAULT_LOCK_GATEWAY_URL)]
+    pub lock_gateway_url: String,
+    /// HS256 secret for the SERVICE tokens presented to lock-gateway; JWT_SECRET when unset.
+    #[arg(long, env = "LOCK_GATEWAY_JWT_SECRET", hide_env_values = true, value_parser = latchkey::auth::parse_secret)]
+    pub lock_gateway_jwt_secret: Option<SecretString>,
+    /// PEM private key (RSA or Ed25519) for the SERVICE tokens presented to lock-gateway;
+    /// used instead of a secret when set.
+    #[arg(long, env = "LOCK_GATEWAY_JWT_PRIVATE_KEY_FILE")]
+    pub lock_gateway_jwt_private_key_file: Option<PathBuf>,
+    /// Deadline for each call to lock-gateway, in milliseconds.
+    #[arg(long, env = "LOCK_GATEWAY_TIMEOUT_MS", default_value_t = 40_000)]
+    pub lock_gateway_timeout_ms: u64,
+    /// How long in-flight calls may run once shutdown begins, in milliseconds.
+    #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 20_000)]
+    pub shutdown_grace_ms: u64,
+    #[command(flatten)]
+    pub db: DbConfig,
+    #[command(flatten)]
+    pub jwt: JwtConfig,
+}
+
+impl Config {
+    /// A configuration with defaults for everything but the database and JWT secret;
+    /// the seam tests and embedders use.
+    pub fn new(database_url: &str, jwt_secret: &str) -> Self {
+        Self {
+            grpc_addr: DEFAULT_GRPC_ADDR
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 50051))),
+            lock_gateway_url: DEFAULT_LOCK_GATEWAY_URL.to_owned(),
+            lock_gateway_jwt_secret: None,
+            lock_gateway_jwt_private_key_file: None,
+            lock_gateway_timeout_ms: 40_000,
+            shutdown_grace_ms: 20_000,
+            db: DbConfig::for_url(database_url),
+            jwt: JwtConfig {
+                jwt_secret: Some(SecretString::from(jwt_secret.to_owned())),
+                ..JwtConfig::default()
+            },
+        }
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}

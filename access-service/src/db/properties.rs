@@ -1,0 +1,129 @@
+//! Properties, always scoped by tenant.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::schema::properties;
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = properties)]
+pub struct Property {
+    pub id: Uuid,
+    pub tenant_id: String,
+    pub name: String,
+    pub time_zone: String,
+    pub address: String,
+    pub version: i64,
+    pub request_id: Option<String>,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+}
+
+/// The fields an update may change; `None` leaves a field as it is.
+#[derive(Debug, Default, Clone, AsChangeset)]
+#[diesel(table_name = properties)]
+pub struct PropertyChanges {
+    pub name: Option<String>,
+    pub time_zone: Option<String>,
+    pub address: Option<String>,
+}
+
+/// Inserts `property`; when its request id was seen before, returns the first result.
+pub async fn create(conn: &mut AsyncPgConnection, property: &Property) -> QueryResult<Property> {
+    let inserted = diesel::insert_into(properties::table)
+        .values(property)
+        .on_conflict((properties::tenant_id, properties::request_id))
+        .do_nothing()
+        .returning(Property::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?;
+    match (inserted, &property.request_id) {
+        (Some(row), _) => Ok(row),
+        (None, Some(request_id)) => {
+            properties::table
+                .filter(properties::tenant_id.eq(&property.tenant_id))
+                .filter(properties::request_id.eq(request_id))
+                .select(Property::as_select())
+                .first(conn)
+                .await
+        }
+        (None, None) => Err(diesel::result::Error::NotFound),
+    }
+}
+
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    tenant_id: &str,
+    id: Uuid,
+) -> QueryResult<Option<Property>> {
+    properties::table
+        .filter(properties::tenant_id.eq(tenant_id))
+        .filter(properties::id.eq(id))
+        .select(Property::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// One page after `after`, fetching one row more than `limit` to tell whether more exist.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    tenant_id: &str,
+    after: Option<Uuid>,
+    name_contains: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<Property>> {
+    let mut query = properties::table
+        .filter(properties::tenant_id.eq(tenant_id))
+        .select(Property::as_select())
+        .order(properties::id.asc())
+        .limit(limit + 1)
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(properties::id.gt(after));
+    }
+    if let Some(needle) = name_contains {
+        query = query.filter(properties::name.ilike(format!("%{}%", escape_like(needle))));
+    }
+    query.load(conn).await
+}
+
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    tenant_id: &str,
+    id: Uuid,
+    changes: &PropertyChanges,
+) -> QueryResult<Option<Property>> {
+    diesel::update(properties::table)
+        .filter(properties::tenant_id.eq(tenant_id))
+        .filter(properties::id.eq(id))
+        .set((
+            changes,
+            properties::version.eq(properties::version + 1),
+            properties::update_time.eq(Utc::now()),
+        ))
+        .returning(Property::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Deletes the property; `false` when the tenant has no such property.
+pub async fn delete(conn: &mut AsyncPgConnection, tenant_id: &str, id: Uuid) -> QueryResult<bool> {
+    let deleted = diesel::delete(properties::table)
+        .filter(properties::tenant_id.eq(tenant_id))
+        .filter(properties::id.eq(id))
+        .execute(conn)
+        .await?;
+    Ok(deleted > 0)
+}
+
+/// Escapes LIKE wildcards so a search matches the text literally.
+fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}

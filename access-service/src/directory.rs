@@ -1,0 +1,222 @@
+//! The tenant's directory: settings and properties. Validation happens here, before
+//! anything is stored; the gRPC layer only converts.
+
+use std::str::FromStr;
+
+use chrono::Utc;
+use latchkey::auth::Caller;
+use latchkey::error::{ApiError, FieldViolations};
+use latchkey::pagination;
+use uuid::Uuid;
+
+use crate::db::properties::{self, Property, PropertyChanges};
+use crate::db::tenants::{self, Tenant};
+use crate::error::Result;
+use crate::state::AppState;
+
+const MAX_NAME_LEN: usize = 200;
+const MAX_ADDRESS_LEN: usize = 500;
+
+/// Checks an IANA time zone name.
+pub fn check_time_zone(field: &str, value: &str, violations: &mut FieldViolations) {
+    if chrono_tz::Tz::from_str(value).is_err() {
+        violations.add(field, "must be an IANA time zone such as Europe/Madrid");
+    }
+}
+
+fn check_name(field: &str, value: &str, violations: &mut FieldViolations) {
+    if value.trim().is_empty() {
+        violations.add(field, "must not be empty");
+    } else if value.chars().count() > MAX_NAME_LEN {
+        violations.add(field, format!("must be at most {MAX_NAME_LEN} characters"));
+    }
+}
+
+fn check_address(field: &str, value: &str, violations: &mut FieldViolations) {
+    if value.chars().count() > MAX_ADDRESS_LEN {
+        violations.add(
+            field,
+            format!("must be at most {MAX_ADDRESS_LEN} characters"),
+        );
+    }
+}
+
+/// Parses a resource id, recording a violation when it is not a UUID.
+pub fn parse_id(field: &str, value: &str, violations: &mut FieldViolations) -> Uuid {
+    match Uuid::try_parse(value) {
+        Ok(id) => id,
+        Err(_) => {
+            violations.add(field, "must be a UUID");
+            Uuid::nil()
+        }
+    }
+}
+
+/// Which fields an update touches: the mask's paths, or every field when it is empty.
+pub fn mask_fields<'a>(
+    mask: Option<&'a prost_types::FieldMask>,
+    allowed: &[&'a str],
+    violations: &mut FieldViolations,
+) -> Vec<&'a str> {
+    let paths: Vec<&str> = mask
+        .map(|m| m.paths.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    if paths.is_empty() {
+        return allowed.to_vec();
+    }
+    for path in &paths {
+        if !allowed.contains(path) {
+            violations.add(
+                "update_mask",
+                format!("unknown path {path:?}; allowed: {}", allowed.join(", ")),
+            );
+        }
+    }
+    paths
+}
+
+pub async fn tenant_settings(state: &AppState, caller: &Caller) -> Result<Tenant> {
+    let mut conn = state.pool.get().await?;
+    Ok(tenants::find(&mut conn, &caller.tenant_id)
+        .await?
+        .unwrap_or_else(|| Tenant::defaults(&caller.tenant_id)))
+}
+
+/// The requested settings change, already checked.
+#[derive(Debug, Default)]
+pub struct SettingsUpdate {
+    pub door_access_enabled: Option<bool>,
+    pub default_time_zone: Option<String>,
+}
+
+pub async fn update_tenant_settings(
+    state: &AppState,
+    caller: &Caller,
+    update: SettingsUpdate,
+) -> Result<Tenant> {
+    let mut violations = FieldViolations::default();
+    if let Some(zone) = &update.default_time_zone {
+        check_time_zone("settings.default_time_zone", zone, &mut violations);
+    }
+    violations.check()?;
+    let mut conn = state.pool.get().await?;
+    let mut settings = tenants::find(&mut conn, &caller.tenant_id)
+        .await?
+        .unwrap_or_else(|| Tenant::defaults(&caller.tenant_id));
+    if let Some(enabled) = update.door_access_enabled {
+        settings.door_access_enabled = enabled;
+    }
+    if let Some(zone) = update.default_time_zone {
+        settings.default_time_zone = zone;
+    }
+    Ok(tenants::upsert(&mut conn, &settings).await?)
+}
+
+/// A new property as the caller describes it.
+#[derive(Debug, Default)]
+pub struct NewProperty {
+    pub name: String,
+    pub time_zone: String,
+    pub address: String,
+    pub request_id: String,
+}
+
+pub async fn create_property(
+    state: &AppState,
+    caller: &Caller,
+    new: NewProperty,
+) -> Result<Property> {
+    let mut violations = FieldViolations::default();
+    check_name("property.name", &new.name, &mut violations);
+    check_time_zone("property.time_zone", &new.time_zone, &mut violations);
+    check_address("property.address", &new.address, &mut violations);
+    let request_id = pagination::request_id(&new.request_id, &mut violations);
+    violations.check()?;
+    let now = Utc::now();
+    let property = Property {
+        id: Uuid::now_v7(),
+        tenant_id: caller.tenant_id.clone(),
+        name: new.name.trim().to_owned(),
+        time_zone: new.time_zone,
+        address: new.address,
+        version: 1,
+        request_id,
+        create_time: now,
+        update_time: now,
+    };
+    let mut conn = state.pool.get().await?;
+    Ok(properties::create(&mut conn, &property).await?)
+}
+
+pub async fn get_property(state: &AppState, caller: &Caller, id: &str) -> Result<Property> {
+    let mut violations = FieldViolations::default();
+    let uuid = parse_id("id", id, &mut violations);
+    violations.check()?;
+    let mut conn = state.pool.get().await?;
+    properties::get(&mut conn, &caller.tenant_id, uuid)
+        .await?
+        .ok_or_else(|| ApiError::not_found("property", id).into())
+}
+
+pub async fn list_properties(
+    state: &AppState,
+    caller: &Caller,
+    page_size: i32,
+    page_token: &str,
+    name_contains: &str,
+) -> Result<(Vec<Property>, String)> {
+    let mut violations = FieldViolations::default();
+    let size = pagination::page_size(page_size, &mut violations);
+    let after = pagination::decode_uuid_token(page_token, &mut violations);
+    if name_contains.chars().count() > MAX_NAME_LEN {
+        violations.add(
+            "name_contains",
+            format!("must be at most {MAX_NAME_LEN} characters"),
+        );
+    }
+    violations.check()?;
+    let filter = (!name_contains.is_empty()).then_some(name_contains);
+    let mut conn = state.pool.get().await?;
+    let rows = properties::list(&mut conn, &caller.tenant_id, after, filter, size).await?;
+    Ok(pagination::finish_page(rows, size, |p| p.id))
+}
+
+pub async fn update_property(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    changes: PropertyChanges,
+) -> Result<Property> {
+    let mut violations = FieldViolations::default();
+    let uuid = parse_id("property.id", id, &mut violations);
+    if let Some(name) = &changes.name {
+        check_name("property.name", name, &mut violations);
+    }
+    if let Some(zone) = &changes.time_zone {
+        check_time_zone("property.time_zone", zone, &mut violations);
+    }
+    if let Some(address) = &changes.address {
+        check_address("property.address", address, &mut violations);
+    }
+    violations.check()?;
+    let changes = PropertyChanges {
+        name: changes.name.map(|n| n.trim().to_owned()),
+        ..changes
+    };
+    let mut conn = state.pool.get().await?;
+    properties::update(&mut conn, &caller.tenant_id, uuid, &changes)
+        .await?
+        .ok_or_else(|| ApiError::not_found("property", id).into())
+}
+
+pub async fn delete_property(state: &AppState, caller: &Caller, id: &str) -> Result<()> {
+    let mut violations = FieldViolations::default();
+    let uuid = parse_id("id", id, &mut violations);
+    violations.check()?;
+    let mut conn = state.pool.get().await?;
+    if properties::delete(&mut conn, &caller.tenant_id, uuid).await? {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("property", id).into())
+    }
+}

@@ -1,0 +1,118 @@
+//! The client side of lock-gateway: a lazily connected channel, a short-lived SERVICE
+//! token per call scoped to the tenant being served, a client span and W3C trace
+//! context on every call.
+
+use std::time::Duration;
+
+use latchkey::auth::{JwtSigner, roles};
+use latchkey::pb::gateway::v1::lock_gateway_client::LockGatewayClient;
+use latchkey::pb::gateway::v1::{Account, ListAccountsRequest};
+use latchkey::telemetry::{client_span, inject_trace_context, record_client_status};
+use tonic::transport::{Channel, Endpoint};
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+const SERVICE: &str = "latchkey.gateway.v1.LockGateway";
+/// The `sub` of the tokens access-service presents.
+const SUBJECT: &str = "access-service";
+const TOKEN_TTL: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewaySetupError {
+    #[error("LOCK_GATEWAY_URL: {0}")]
+    Url(#[from] tonic::transport::Error),
+    #[error("reading the lock-gateway signing key {path}: {source}")]
+    KeyFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the lock-gateway signing key: {0}")]
+    Key(#[from] latchkey::auth::JwtError),
+    #[error("set LOCK_GATEWAY_JWT_SECRET, LOCK_GATEWAY_JWT_PRIVATE_KEY_FILE or JWT_SECRET")]
+    NoKey,
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewayClient {
+    client: LockGatewayClient<Channel>,
+    signer: JwtSigner,
+    timeout: Duration,
+}
+
+impl GatewayClient {
+    pub fn new(config: &Config) -> Result<Self, GatewaySetupError> {
+        let channel = Endpoint::from_shared(config.lock_gateway_url.clone())?
+            .connect_timeout(Duration::from_secs(5))
+            .connect_lazy();
+        let signer = match (
+            &config.lock_gateway_jwt_private_key_file,
+            &config.lock_gateway_jwt_secret,
+            &config.jwt.jwt_secret,
+        ) {
+            (Some(path), _, _) => {
+                let pem = std::fs::read(path).map_err(|source| GatewaySetupError::KeyFile {
+                    path: path.clone(),
+                    source,
+                })?;
+                JwtSigner::from_private_pem(&pem)?
+            }
+            (None, Some(secret), _) | (None, None, Some(secret)) => JwtSigner::hs256(secret),
+            (None, None, None) => return Err(GatewaySetupError::NoKey),
+        }
+        .with_issuer_and_audience(
+            config.jwt.jwt_issuer.clone(),
+            config.jwt.jwt_audience.clone(),
+        );
+        Ok(Self {
+            client: LockGatewayClient::new(channel),
+            signer,
+            timeout: Duration::from_millis(config.lock_gateway_timeout_ms),
+        })
+    }
+
+    /// A request carrying the tenant's SERVICE credential, the current trace context and
+    /// a deadline.
+    fn request<T>(&self, tenant_id: &str, message: T) -> Result<tonic::Request<T>> {
+        let token = self
+            .signer
+            .sign(SUBJECT, tenant_id, &[roles::SERVICE], TOKEN_TTL)?;
+        let mut request = tonic::Request::new(message);
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(latchkey::error::ApiError::internal)?;
+        request.metadata_mut().insert("authorization", value);
+        inject_trace_context(request.metadata_mut());
+        request.set_timeout(self.timeout);
+        Ok(request)
+    }
+
+    /// The tenant's TTLock accounts.
+    pub async fn list_accounts(&self, tenant_id: &str) -> Result<Vec<Account>> {
+        let span = client_span(SERVICE, "ListAccounts");
+        async {
+            let request = self.request(tenant_id, ListAccountsRequest {})?;
+            let answer = self.client.clone().list_accounts(request).await;
+            finish(answer.map(|response| response.into_inner().accounts))
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// Records the call's status on the current (client) span and converts the error.
+fn finish<T>(answer: std::result::Result<T, tonic::Status>) -> Result<T> {
+    let span = tracing::Span::current();
+    match answer {
+        Ok(value) => {
+            record_client_status(&span, tonic::Code::Ok);
+            Ok(value)
+        }
+        Err(status) => {
+            record_client_status(&span, status.code());
+            tracing::warn!(code = ?status.code(), "lock-gateway call failed");
+            Err(Error::Gateway(status))
+        }
+    }
+}

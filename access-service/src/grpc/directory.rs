@@ -1,0 +1,165 @@
+//! `latchkey.access.v1.DirectoryService`.
+
+use latchkey::auth::Caller;
+use latchkey::error::FieldViolations;
+use latchkey::pb::access::v1 as pb;
+use latchkey::pb::access::v1::directory_service_server::DirectoryService;
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use crate::db::properties::PropertyChanges;
+use crate::directory::{self, NewProperty, SettingsUpdate, mask_fields};
+use crate::error::Error;
+use crate::state::AppState;
+
+#[derive(Debug, Clone)]
+pub struct DirectoryApi {
+    state: AppState,
+}
+
+impl DirectoryApi {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl DirectoryService for DirectoryApi {
+    async fn get_tenant_settings(
+        &self,
+        request: Request<pb::GetTenantSettingsRequest>,
+    ) -> Reply<pb::TenantSettings> {
+        let caller = Caller::of(&request)?;
+        let tenant = directory::tenant_settings(&self.state, &caller).await?;
+        Ok(Response::new(convert::tenant_settings(tenant)))
+    }
+
+    async fn update_tenant_settings(
+        &self,
+        request: Request<pb::UpdateTenantSettingsRequest>,
+    ) -> Reply<pb::TenantSettings> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        let mut violations = FieldViolations::default();
+        let Some(settings) = request.settings else {
+            return Err(Error::from(FieldViolations::single("settings", "is required")).into());
+        };
+        let fields = mask_fields(
+            request.update_mask.as_ref(),
+            &["door_access_enabled", "default_time_zone"],
+            &mut violations,
+        );
+        violations.check().map_err(Error::from)?;
+        let update = SettingsUpdate {
+            door_access_enabled: fields
+                .contains(&"door_access_enabled")
+                .then_some(settings.door_access_enabled),
+            default_time_zone: fields
+                .contains(&"default_time_zone")
+                .then_some(settings.default_time_zone),
+        };
+        let tenant = directory::update_tenant_settings(&self.state, &caller, update).await?;
+        Ok(Response::new(convert::tenant_settings(tenant)))
+    }
+
+    async fn create_property(
+        &self,
+        request: Request<pb::CreatePropertyRequest>,
+    ) -> Reply<pb::Property> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        let Some(property) = request.property else {
+            return Err(Error::from(FieldViolations::single("property", "is required")).into());
+        };
+        let new = NewProperty {
+            name: property.name,
+            time_zone: property.time_zone,
+            address: property.address,
+            request_id: request.request_id,
+        };
+        let created = directory::create_property(&self.state, &caller, new).await?;
+        Ok(Response::new(convert::property(created)))
+    }
+
+    async fn get_property(&self, request: Request<pb::GetPropertyRequest>) -> Reply<pb::Property> {
+        let caller = Caller::of(&request)?;
+        let property = directory::get_property(&self.state, &caller, &request.get_ref().id).await?;
+        Ok(Response::new(convert::property(property)))
+    }
+
+    async fn list_properties(
+        &self,
+        request: Request<pb::ListPropertiesRequest>,
+    ) -> Reply<pb::ListPropertiesResponse> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        let (rows, next_page_token) = directory::list_properties(
+            &self.state,
+            &caller,
+            request.page_size,
+            &request.page_token,
+            &request.name_contains,
+        )
+        .await?;
+        Ok(Response::new(pb::ListPropertiesResponse {
+            properties: rows.into_iter().map(convert::property).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_property(
+        &self,
+        request: Request<pb::UpdatePropertyRequest>,
+    ) -> Reply<pb::Property> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        let Some(property) = request.property else {
+            return Err(Error::from(FieldViolations::single("property", "is required")).into());
+        };
+        let mut violations = FieldViolations::default();
+        let fields = mask_fields(
+            request.update_mask.as_ref(),
+            &["name", "time_zone", "address"],
+            &mut violations,
+        );
+        violations.check().map_err(Error::from)?;
+        let changes = PropertyChanges {
+            name: fields.contains(&"name").then_some(property.name),
+            time_zone: fields.contains(&"time_zone").then_some(property.time_zone),
+            address: fields.contains(&"address").then_some(property.address),
+        };
+        let updated =
+            directory::update_property(&self.state, &caller, &property.id, changes).await?;
+        Ok(Response::new(convert::property(updated)))
+    }
+
+    async fn delete_property(
+        &self,
+        request: Request<pb::DeletePropertyRequest>,
+    ) -> Reply<pb::DeletePropertyResponse> {
+        let caller = Caller::of(&request)?;
+        directory::delete_property(&self.state, &caller, &request.get_ref().id).await?;
+        Ok(Response::new(pb::DeletePropertyResponse {}))
+    }
+
+    async fn list_lock_accounts(
+        &self,
+        request: Request<pb::ListLockAccountsRequest>,
+    ) -> Reply<pb::ListLockAccountsResponse> {
+        let caller = Caller::of(&request)?;
+        let accounts = self.state.gateway.list_accounts(&caller.tenant_id).await?;
+        Ok(Response::new(pb::ListLockAccountsResponse {
+            accounts: accounts
+                .into_iter()
+                .map(|a| pb::LockAccount {
+                    id: a.id,
+                    name: a.name,
+                    base_url: a.base_url,
+                    username: a.username,
+                })
+                .collect(),
+        }))
+    }
+}

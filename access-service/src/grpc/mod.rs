@@ -1,0 +1,39 @@
+//! The gRPC surface: thin methods that unpack requests, call domain code and convert.
+
+pub mod convert;
+pub mod directory;
+
+use latchkey::auth::{Access, roles};
+
+const READERS: &[&str] = &[roles::ADMIN, roles::MANAGER];
+const ADMINS: &[&str] = &[roles::ADMIN];
+
+/// Who may call each method. Unknown methods need ADMIN (deny by default).
+pub fn policy(path: &str) -> Access {
+    let Some((service, method)) = path.trim_start_matches('/').split_once('/') else {
+        return Access::Roles(ADMINS);
+    };
+    match service {
+        "latchkey.access.v1.DirectoryService"
+            if method.starts_with("Get") || method.starts_with("List") =>
+        {
+            Access::Roles(READERS)
+        }
+        _ => Access::Roles(ADMINS),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_reads_are_open_to_managers_and_writes_to_admins_only() {
+        let read = policy("/latchkey.access.v1.DirectoryService/ListProperties");
+        assert_eq!(read, Access::Roles(READERS));
+        let write = policy("/latchkey.access.v1.DirectoryService/CreateProperty");
+        assert_eq!(write, Access::Roles(ADMINS));
+        assert_eq!(policy("/unknown.Service/Get"), Access::Roles(ADMINS));
+        assert_eq!(policy("garbage"), Access::Roles(ADMINS));
+    }
+}

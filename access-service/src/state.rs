@@ -1,0 +1,19 @@
+//! What every handler shares.
+
+use latchkey::db::DbPool;
+
+use crate::gateway::GatewayClient;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: DbPool,
+    pub gateway: GatewayClient,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("gateway", &self.gateway)
+            .finish_non_exhaustive()
+    }
+}

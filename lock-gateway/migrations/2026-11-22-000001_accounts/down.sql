@@ -1,0 +1,1 @@
+DROP TABLE ttlock_accounts;

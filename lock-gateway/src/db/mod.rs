@@ -1,0 +1,13 @@
+//! lock-gateway's tables (schema `gateway`) and the queries over them, as plain
+//! functions over `&mut AsyncPgConnection`.
+
+pub mod accounts;
+pub mod schema;
+
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+
+/// The PostgreSQL schema that holds lock-gateway's tables.
+pub const SCHEMA: &str = "gateway";
+
+/// lock-gateway's migrations, embedded in the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");

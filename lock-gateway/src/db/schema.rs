@@ -1,0 +1,22 @@
+// Table definitions matching `migrations/`.
+
+diesel::table! {
+    ttlock_accounts (id) {
+        id -> Uuid,
+        tenant_id -> Text,
+        name -> Text,
+        base_url -> Text,
+        client_id -> Text,
+        username -> Text,
+        key_id -> Text,
+        client_secret_enc -> Bytea,
+        password_md5_enc -> Bytea,
+        access_token_enc -> Nullable<Bytea>,
+        refresh_token_enc -> Nullable<Bytea>,
+        ttlock_uid -> Nullable<Int8>,
+        token_expires_at -> Nullable<Timestamptz>,
+        request_id -> Nullable<Text>,
+        create_time -> Timestamptz,
+        update_time -> Timestamptz,
+    }
+}

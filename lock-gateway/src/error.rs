@@ -1,0 +1,41 @@
+//! lock-gateway's error type and its one mapping to `tonic::Status`.
+
+use latchkey::error::{ApiError, FieldViolations};
+use tonic::Status;
+
+/// The `ErrorInfo` domain of lock-gateway errors.
+pub const DOMAIN: &str = "gateway.latchkey";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<diesel::result::Error> for Error {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Api(error.into())
+    }
+}
+
+impl From<diesel_async::pooled_connection::deadpool::PoolError> for Error {
+    fn from(error: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
+        Self::Api(error.into())
+    }
+}
+
+impl From<FieldViolations> for Error {
+    fn from(violations: FieldViolations) -> Self {
+        Self::Api(ApiError::InvalidArgument(violations))
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::Api(api) => api.into_status(DOMAIN),
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The gRPC surface: thin methods that unpack requests, call domain code and convert.
+
+pub mod gateway;
+
+use latchkey::auth::{Access, roles};
+
+/// lock-gateway serves internal callers only.
+pub fn policy(_path: &str) -> Access {
+    Access::Roles(&[roles::SERVICE])
+}
