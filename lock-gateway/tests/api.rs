@@ -1,0 +1,138 @@
+//! lock-gateway serves SERVICE callers only, each scoped to its tenant.
+
+#![allow(clippy::unwrap_used)]
+
+use latchkey::pb::gateway::v1::ListAccountsRequest;
+use latchkey::pb::gateway::v1::lock_gateway_client::LockGatewayClient;
+use latchkey::testkit::{RunningServer, TEST_JWT_SECRET, TestDb, authorized, token};
+use lock_gateway::{Config, RunError};
+use tokio_stream::StreamExt;
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+async fn start(db: &TestDb) -> RunningServer<RunError> {
+    let mut config = Config::new(db.url(), TEST_JWT_SECRET);
+    config.db.db_health_interval_ms = 50;
+    RunningServer::spawn(|listener, shutdown| lock_gateway::run(listener, config, shutdown)).await
+}
+
+async fn database() -> TestDb {
+    TestDb::migrated(vec![(
+        lock_gateway::db::SCHEMA,
+        lock_gateway::db::MIGRATIONS,
+    )])
+    .await
+}
+
+async fn insert_account(db: &TestDb, tenant: &str, username: &str) {
+    db.client()
+        .await
+        .execute(
+            "INSERT INTO gateway.ttlock_accounts \
+             (id, tenant_id, name, base_url, client_id, username, key_id, client_secret_enc, password_md5_enc) \
+             VALUES ($1::text::uuid, $2, $3, 'https://euapi.ttlock.com', 'client', $3, 'k1', '\\x00', '\\x00')",
+            &[&uuid::Uuid::now_v7().to_string(), &tenant, &username],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn only_service_callers_are_served() {
+    let db = database().await;
+    let server = start(&db).await;
+    let mut client = LockGatewayClient::new(server.channel().await);
+
+    let status = client
+        .list_accounts(ListAccountsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    for roles in [&["ADMIN"][..], &["MANAGER"], &["member"]] {
+        let status = client
+            .list_accounts(authorized(
+                ListAccountsRequest {},
+                &token("t1", "someone", roles),
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{roles:?}");
+    }
+    let served = client
+        .list_accounts(authorized(
+            ListAccountsRequest {},
+            &token("t1", "access-service", &["SERVICE"]),
+        ))
+        .await;
+    assert!(served.is_ok(), "{served:?}");
+}
+
+#[tokio::test]
+async fn accounts_are_scoped_to_the_callers_tenant() {
+    let db = database().await;
+    insert_account(&db, "t1", "owner-one@example.com").await;
+    insert_account(&db, "t2", "owner-two@example.com").await;
+    let server = start(&db).await;
+    let mut client = LockGatewayClient::new(server.channel().await);
+
+    let accounts = client
+        .list_accounts(authorized(
+            ListAccountsRequest {},
+            &token("t1", "access-service", &["SERVICE"]),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .accounts;
+    let usernames: Vec<_> = accounts.iter().map(|a| a.username.as_str()).collect();
+    assert_eq!(usernames, ["owner-one@example.com"]);
+}
+
+#[tokio::test]
+async fn health_and_reflection_need_no_token() {
+    use tonic_reflection::pb::v1;
+    let db = database().await;
+    let server = start(&db).await;
+    let mut health = HealthClient::new(server.channel().await);
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: "latchkey.gateway.v1.LockGateway".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut serving = false;
+    while let Some(update) = watch.next().await {
+        if update.unwrap().status == ServingStatus::Serving as i32 {
+            serving = true;
+            break;
+        }
+    }
+    assert!(serving);
+
+    let mut reflection =
+        v1::server_reflection_client::ServerReflectionClient::new(server.channel().await);
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        answers.next().await.unwrap().unwrap().message_response
+    else {
+        panic!("not a service list");
+    };
+    assert!(
+        list.service
+            .iter()
+            .any(|s| s.name == "latchkey.gateway.v1.LockGateway")
+    );
+}
