@@ -211,25 +211,6 @@ pub async fn monitor_health(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn advisory_keys_differ_per_schema_and_are_stable() {
-        assert_eq!(advisory_key("access"), advisory_key("access"));
-        assert_ne!(advisory_key("access"), advisory_key("gateway"));
-    }
-
-    #[test]
-    fn session_setup_sets_every_setting() {
-        let sql = session_setup("access", "access-service", 5000);
-        assert!(sql.contains("search_path TO access"));
-        assert!(sql.contains("statement_timeout = 5000"));
-        assert!(sql.contains("application_name = 'access-service'"));
-    }
-}
-
 /// A short, stable fingerprint of a set of migrations (by their names), to name test
 /// templates after the schema they hold.
 pub fn migrations_fingerprint<'a>(
@@ -247,4 +228,23 @@ pub fn migrations_fingerprint<'a>(
         text.push(';');
     }
     format!("{:016x}", advisory_key(&text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advisory_keys_differ_per_schema_and_are_stable() {
+        assert_eq!(advisory_key("access"), advisory_key("access"));
+        assert_ne!(advisory_key("access"), advisory_key("gateway"));
+    }
+
+    #[test]
+    fn session_setup_sets_every_setting() {
+        let sql = session_setup("access", "access-service", 5000);
+        assert!(sql.contains("search_path TO access"));
+        assert!(sql.contains("statement_timeout = 5000"));
+        assert!(sql.contains("application_name = 'access-service'"));
+    }
 }

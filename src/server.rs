@@ -81,9 +81,11 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Server reflection in both protocol versions, over latchkey's and health's protos, so
-/// grpcurl and the Python and Node reflection clients all work.
-pub fn reflection() -> Result<
+/// Server reflection in both protocol versions, so grpcurl and the Python and Node
+/// reflection clients all work. Lists `services` (those this server serves) and health.
+pub fn reflection(
+    services: &[&'static str],
+) -> Result<
     (
         v1::ServerReflectionServer<impl v1::ServerReflection>,
         v1alpha::ServerReflectionServer<impl v1alpha::ServerReflection>,
@@ -91,9 +93,13 @@ pub fn reflection() -> Result<
     ServerError,
 > {
     let builder = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        services.iter().fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .with_service_name("grpc.health.v1.Health"),
+            |builder, service| builder.with_service_name(*service),
+        )
     };
     Ok((builder().build_v1()?, builder().build_v1alpha()?))
 }

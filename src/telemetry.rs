@@ -216,31 +216,43 @@ fn record_server_status(span: &Span, status: Option<&http::HeaderValue>) {
     }
 }
 
-/// The tower layer that opens the `rpc.*` server span of every call and records its
-/// gRPC status from the headers (trailers-only answers) or the trailers.
-pub fn grpc_trace_layer() -> tower_http::trace::TraceLayer<
+/// Records the gRPC status of a call on its server span: from the headers of a
+/// trailers-only answer, or from the trailers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordGrpcStatus;
+
+impl<B> tower_http::trace::OnResponse<B> for RecordGrpcStatus {
+    fn on_response(self, response: &http::Response<B>, _latency: Duration, span: &Span) {
+        record_server_status(span, response.headers().get("grpc-status"));
+    }
+}
+
+impl tower_http::trace::OnEos for RecordGrpcStatus {
+    fn on_eos(self, trailers: Option<&http::HeaderMap>, _duration: Duration, span: &Span) {
+        record_server_status(span, trailers.and_then(|t| t.get("grpc-status")));
+    }
+}
+
+/// The layer type [`grpc_trace_layer`] returns.
+pub type GrpcTraceLayer = tower_http::trace::TraceLayer<
     tower_http::classify::SharedClassifier<tower_http::classify::GrpcErrorsAsFailures>,
     GrpcServerSpan,
     (),
-    impl Fn(&http::Response<tonic::body::Body>, Duration, &Span) + Clone,
+    RecordGrpcStatus,
     (),
-    impl Fn(Option<&http::HeaderMap>, Duration, &Span) + Clone,
+    RecordGrpcStatus,
     (),
-> {
+>;
+
+/// The tower layer that opens the `rpc.*` server span of every call and records its
+/// gRPC status.
+pub fn grpc_trace_layer() -> GrpcTraceLayer {
     tower_http::trace::TraceLayer::new_for_grpc()
         .make_span_with(GrpcServerSpan)
         .on_request(())
-        .on_response(
-            |response: &http::Response<tonic::body::Body>, _: Duration, span: &Span| {
-                record_server_status(span, response.headers().get("grpc-status"));
-            },
-        )
+        .on_response(RecordGrpcStatus)
         .on_body_chunk(())
-        .on_eos(
-            |trailers: Option<&http::HeaderMap>, _: Duration, span: &Span| {
-                record_server_status(span, trailers.and_then(|t| t.get("grpc-status")));
-            },
-        )
+        .on_eos(RecordGrpcStatus)
         .on_failure(())
 }
 

@@ -60,15 +60,14 @@ pub async fn run(
     };
 
     let directory = DirectoryServiceServer::new(grpc::directory::DirectoryApi::new(state));
-    let (health, health_service) = Health::new(vec![
-        <DirectoryServiceServer<grpc::directory::DirectoryApi> as NamedService>::NAME,
-    ])
-    .await;
+    let services =
+        vec![<DirectoryServiceServer<grpc::directory::DirectoryApi> as NamedService>::NAME];
+    let (health, health_service) = Health::new(services.clone()).await;
     let monitor = health.spawn_monitor(
         pool,
         std::time::Duration::from_millis(config.db.db_health_interval_ms),
     );
-    let (reflection_v1, reflection_v1alpha) = reflection()?;
+    let (reflection_v1, reflection_v1alpha) = reflection(&services)?;
 
     let router = tonic::transport::Server::builder()
         .layer(

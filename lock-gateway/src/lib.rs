@@ -52,15 +52,13 @@ pub async fn run(
     let state = AppState { pool: pool.clone() };
 
     let gateway = LockGatewayServer::new(grpc::gateway::GatewayApi::new(state));
-    let (health, health_service) = Health::new(vec![
-        <LockGatewayServer<grpc::gateway::GatewayApi> as NamedService>::NAME,
-    ])
-    .await;
+    let services = vec![<LockGatewayServer<grpc::gateway::GatewayApi> as NamedService>::NAME];
+    let (health, health_service) = Health::new(services.clone()).await;
     let monitor = health.spawn_monitor(
         pool,
         std::time::Duration::from_millis(config.db.db_health_interval_ms),
     );
-    let (reflection_v1, reflection_v1alpha) = reflection()?;
+    let (reflection_v1, reflection_v1alpha) = reflection(&services)?;
 
     let router = tonic::transport::Server::builder()
         .layer(
