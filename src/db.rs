@@ -70,25 +70,53 @@ pub enum DbSetupError {
     Connect(#[from] ConnectionError),
     #[error("running migrations: {0}")]
     Migration(String),
+    #[error("{0:?} is not a plain role name (lowercase letters, digits, underscores)")]
+    Role(String),
 }
 
 /// The session settings a service's connections start with. `schema` and `application`
 /// are the service's own constants, never input.
-fn session_setup(schema: &str, application: &str, statement_timeout_ms: u64) -> String {
-    format!(
+fn session_setup(
+    schema: &str,
+    application: &str,
+    role: Option<&str>,
+    statement_timeout_ms: u64,
+) -> String {
+    let mut sql = format!(
         "SET search_path TO {schema}; SET statement_timeout = {statement_timeout_ms}; \
          SET application_name = '{application}'"
-    )
+    );
+    if let Some(role) = role {
+        sql.push_str(&format!("; SET ROLE {role}"));
+    }
+    sql
 }
 
-/// Builds the pool of `application`'s connections to `schema`. No connection is made
-/// until one is needed, so a service starts while the database is still down.
+/// Whether `name` can be used as a role name without quoting.
+pub fn is_plain_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit()
+}
+
+/// Builds the pool of `application`'s connections to `schema`, each acting as `role`
+/// when given. No connection is made until one is needed, so a service starts while the
+/// database is still down.
 pub fn build_pool(
     config: &DbConfig,
     schema: &'static str,
     application: &'static str,
+    role: Option<&str>,
 ) -> Result<DbPool, DbSetupError> {
-    let setup = session_setup(schema, application, config.db_statement_timeout_ms);
+    if let Some(role) = role
+        && !is_plain_identifier(role)
+    {
+        return Err(DbSetupError::Role(role.to_owned()));
+    }
+    let setup = session_setup(schema, application, role, config.db_statement_timeout_ms);
     let connect_timeout = Duration::from_millis(config.db_connect_timeout_ms);
     let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
     // A broken connection fails its first query and is dropped; the health monitor
@@ -242,7 +270,8 @@ mod tests {
 
     #[test]
     fn session_setup_sets_every_setting() {
-        let sql = session_setup("access", "access-service", 5000);
+        let sql = session_setup("access", "access-service", Some("app_role"), 5000);
+        assert!(sql.ends_with("SET ROLE app_role"));
         assert!(sql.contains("search_path TO access"));
         assert!(sql.contains("statement_timeout = 5000"));
         assert!(sql.contains("application_name = 'access-service'"));

@@ -11,6 +11,8 @@ use secrecy::SecretString;
 
 /// Default gRPC listen address.
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
+/// The role created by the migrations for the service to act as.
+pub const DEFAULT_DB_ROLE: &str = "latchkey_access_app";
 /// Default lock-gateway address.
 pub const DEFAULT_LOCK_GATEWAY_URL: &str = "http://127.0.0.1:50061";
 
@@ -87,6 +89,10 @@ pub struct Config {
     /// How long in-flight calls may run once shutdown begins, in milliseconds.
     #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 20_000)]
     pub shutdown_grace_ms: u64,
+    /// The database role every connection acts as (`SET ROLE`); it may not update or
+    /// delete audit rows. Empty: the login role's own rights.
+    #[arg(long, env = "DB_ROLE", default_value = DEFAULT_DB_ROLE)]
+    pub db_role: String,
     #[command(flatten)]
     pub db: DbConfig,
     #[command(flatten)]
@@ -106,6 +112,7 @@ impl Config {
             lock_gateway_jwt_private_key_file: None,
             lock_gateway_timeout_ms: 40_000,
             shutdown_grace_ms: 20_000,
+            db_role: DEFAULT_DB_ROLE.to_owned(),
             db: DbConfig::for_url(database_url),
             jwt: JwtConfig {
                 jwt_secret: Some(SecretString::from(jwt_secret.to_owned())),

@@ -9,6 +9,11 @@ use latchkey::error::{ApiError, FieldViolations};
 use latchkey::pagination;
 use uuid::Uuid;
 
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use serde_json::json;
+
+use crate::audit::store::BurstRule;
+use crate::audit::{AuditAction, AuditEntry};
 use crate::db::properties::{self, Property, PropertyChanges};
 use crate::db::tenants::{self, Tenant};
 use crate::error::Result;
@@ -109,7 +114,51 @@ pub async fn update_tenant_settings(
     if let Some(zone) = update.default_time_zone {
         settings.default_time_zone = zone;
     }
-    Ok(tenants::upsert(&mut conn, &settings).await?)
+    let stored = conn
+        .transaction(async |conn| {
+            let stored = tenants::upsert(conn, &settings).await?;
+            let fields = json!({
+                "door_access_enabled": stored.door_access_enabled,
+                "default_time_zone": stored.default_time_zone,
+                "version": stored.version,
+            });
+            record(
+                conn,
+                caller,
+                AuditAction::AdminUpdate,
+                "tenant",
+                &stored.tenant_id,
+                fields,
+            )
+            .await?;
+            Ok::<_, diesel::result::Error>(stored)
+        })
+        .await?;
+    Ok(stored)
+}
+
+/// Appends the audit row of an administrative change inside the change's transaction,
+/// so a change is never stored without its record.
+pub async fn record(
+    conn: &mut AsyncPgConnection,
+    caller: &Caller,
+    action: AuditAction,
+    target_type: &str,
+    target_id: &str,
+    fields: serde_json::Value,
+) -> diesel::QueryResult<()> {
+    let entry = AuditEntry::admin_change(caller, action, target_type, target_id, fields, None);
+    crate::audit::store::append(conn, vec![entry], BurstRule::default()).await?;
+    Ok(())
+}
+
+fn property_fields(property: &Property) -> serde_json::Value {
+    json!({
+        "name": property.name,
+        "time_zone": property.time_zone,
+        "address": property.address,
+        "version": property.version,
+    })
 }
 
 /// A new property as the caller describes it.
@@ -145,7 +194,26 @@ pub async fn create_property(
         update_time: now,
     };
     let mut conn = state.pool.get().await?;
-    Ok(properties::create(&mut conn, &property).await?)
+    let created = conn
+        .transaction(async |conn| {
+            let stored = properties::create(conn, &property).await?;
+            // A retried request returns the first result and records nothing new.
+            if stored.id == property.id {
+                let id = stored.id.to_string();
+                record(
+                    conn,
+                    caller,
+                    AuditAction::AdminCreate,
+                    "property",
+                    &id,
+                    property_fields(&stored),
+                )
+                .await?;
+            }
+            Ok::<_, diesel::result::Error>(stored)
+        })
+        .await?;
+    Ok(created)
 }
 
 pub async fn get_property(state: &AppState, caller: &Caller, id: &str) -> Result<Property> {
@@ -204,9 +272,25 @@ pub async fn update_property(
         ..changes
     };
     let mut conn = state.pool.get().await?;
-    properties::update(&mut conn, &caller.tenant_id, uuid, &changes)
-        .await?
-        .ok_or_else(|| ApiError::not_found("property", id).into())
+    let updated = conn
+        .transaction(async |conn| {
+            let updated = properties::update(conn, &caller.tenant_id, uuid, &changes).await?;
+            if let Some(stored) = &updated {
+                let id = stored.id.to_string();
+                record(
+                    conn,
+                    caller,
+                    AuditAction::AdminUpdate,
+                    "property",
+                    &id,
+                    property_fields(stored),
+                )
+                .await?;
+            }
+            Ok::<_, diesel::result::Error>(updated)
+        })
+        .await?;
+    updated.ok_or_else(|| ApiError::not_found("property", id).into())
 }
 
 pub async fn delete_property(state: &AppState, caller: &Caller, id: &str) -> Result<()> {
@@ -214,7 +298,24 @@ pub async fn delete_property(state: &AppState, caller: &Caller, id: &str) -> Res
     let uuid = parse_id("id", id, &mut violations);
     violations.check()?;
     let mut conn = state.pool.get().await?;
-    if properties::delete(&mut conn, &caller.tenant_id, uuid).await? {
+    let deleted = conn
+        .transaction(async |conn| {
+            let deleted = properties::delete(conn, &caller.tenant_id, uuid).await?;
+            if deleted {
+                record(
+                    conn,
+                    caller,
+                    AuditAction::AdminDelete,
+                    "property",
+                    &uuid.to_string(),
+                    json!({}),
+                )
+                .await?;
+            }
+            Ok::<_, diesel::result::Error>(deleted)
+        })
+        .await?;
+    if deleted {
         Ok(())
     } else {
         Err(ApiError::not_found("property", id).into())

@@ -3,6 +3,7 @@
 //! [`run`] is the seam the binary and the tests share: it serves on a bound listener
 //! until `shutdown` resolves, then drains in-flight calls.
 
+pub mod audit;
 pub mod config;
 pub mod db;
 pub mod directory;
@@ -52,7 +53,12 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let pool = latchkey::db::build_pool(&config.db, db::SCHEMA, APPLICATION)?;
+    let pool = latchkey::db::build_pool(
+        &config.db,
+        db::SCHEMA,
+        APPLICATION,
+        (!config.db_role.is_empty()).then_some(config.db_role.as_str()),
+    )?;
     let verifier = JwtVerifier::from_config(&config.jwt)?;
     let state = AppState {
         pool: pool.clone(),

@@ -47,7 +47,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let pool = latchkey::db::build_pool(&config.db, db::SCHEMA, APPLICATION)?;
+    let pool = latchkey::db::build_pool(&config.db, db::SCHEMA, APPLICATION, None)?;
     let verifier = JwtVerifier::from_config(&config.jwt)?;
     let state = AppState { pool: pool.clone() };
 

@@ -23,3 +23,153 @@ diesel::table! {
         update_time -> Timestamptz,
     }
 }
+
+diesel::table! {
+    doors (id) {
+        id -> Uuid,
+        tenant_id -> Text,
+        property_id -> Uuid,
+        name -> Text,
+        door_type -> Text,
+        location -> Text,
+        time_zone -> Nullable<Text>,
+        active -> Bool,
+        lock_account_id -> Nullable<Uuid>,
+        lock_id -> Nullable<Int8>,
+        status -> Text,
+        status_time -> Nullable<Timestamptz>,
+        version -> Int8,
+        request_id -> Nullable<Text>,
+        create_time -> Timestamptz,
+        update_time -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Uuid,
+        tenant_id -> Text,
+        external_id -> Nullable<Text>,
+        name -> Text,
+        email -> Text,
+        roles -> Array<Text>,
+        active -> Bool,
+        version -> Int8,
+        request_id -> Nullable<Text>,
+        create_time -> Timestamptz,
+        update_time -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    memberships (id) {
+        id -> Uuid,
+        tenant_id -> Text,
+        user_id -> Uuid,
+        status -> Text,
+        start_time -> Timestamptz,
+        end_time -> Nullable<Timestamptz>,
+        plan -> Text,
+        version -> Int8,
+        request_id -> Nullable<Text>,
+        create_time -> Timestamptz,
+        update_time -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    rules (id) {
+        id -> Uuid,
+        tenant_id -> Text,
+        door_id -> Uuid,
+        name -> Text,
+        description -> Text,
+        roles -> Array<Text>,
+        time_slots -> Jsonb,
+        valid_from -> Nullable<Timestamptz>,
+        valid_until -> Nullable<Timestamptz>,
+        active -> Bool,
+        version -> Int8,
+        request_id -> Nullable<Text>,
+        create_time -> Timestamptz,
+        update_time -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    rule_users (rule_id, user_id) {
+        rule_id -> Uuid,
+        user_id -> Uuid,
+        tenant_id -> Text,
+    }
+}
+
+diesel::table! {
+    audit_log (tenant_id, sequence) {
+        tenant_id -> Text,
+        sequence -> Int8,
+        time -> Timestamptz,
+        actor -> Text,
+        action -> Text,
+        door_id -> Text,
+        door_name -> Text,
+        door_type -> Text,
+        door_location -> Text,
+        user_id -> Text,
+        user_name -> Text,
+        user_email -> Text,
+        user_role -> Text,
+        method -> Text,
+        success -> Bool,
+        reason_code -> Text,
+        reason -> Text,
+        rule_id -> Text,
+        rule_version -> Int8,
+        client_ip -> Text,
+        request_id -> Text,
+        target_type -> Text,
+        target_id -> Text,
+        metadata -> Text,
+        flagged -> Bool,
+        prev_hash -> Bytea,
+        hash -> Bytea,
+    }
+}
+
+diesel::table! {
+    audit_heads (tenant_id) {
+        tenant_id -> Text,
+        sequence -> Int8,
+        hash -> Bytea,
+    }
+}
+
+diesel::table! {
+    audit_checkpoints (tenant_id, sequence) {
+        tenant_id -> Text,
+        sequence -> Int8,
+        hash -> Bytea,
+        purged_before -> Timestamptz,
+        purged_rows -> Int8,
+        time -> Timestamptz,
+    }
+}
+
+diesel::joinable!(doors -> properties (property_id));
+diesel::joinable!(memberships -> users (user_id));
+diesel::joinable!(rules -> doors (door_id));
+diesel::joinable!(rule_users -> rules (rule_id));
+diesel::joinable!(rule_users -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    tenants,
+    properties,
+    doors,
+    users,
+    memberships,
+    rules,
+    rule_users,
+    audit_log,
+    audit_heads,
+    audit_checkpoints,
+);
