@@ -89,6 +89,24 @@ pub struct Config {
     /// How long in-flight calls may run once shutdown begins, in milliseconds.
     #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 20_000)]
     pub shutdown_grace_ms: u64,
+    /// Concurrent audit group-commit workers.
+    #[arg(long, env = "AUDIT_WRITERS", default_value_t = 2)]
+    pub audit_writers: usize,
+    /// Most audit rows committed in one transaction.
+    #[arg(long, env = "AUDIT_MAX_BATCH", default_value_t = 512)]
+    pub audit_max_batch: usize,
+    /// Audit rows older than this many days are purged (0 keeps everything).
+    #[arg(long, env = "AUDIT_RETENTION_DAYS", default_value_t = 365)]
+    pub audit_retention_days: u32,
+    /// How often the retention job runs, in seconds.
+    #[arg(long, env = "AUDIT_RETENTION_INTERVAL_SECS", default_value_t = 3600)]
+    pub audit_retention_interval_secs: u64,
+    /// Failed attempts of one user or IP address within the window that flag a row.
+    #[arg(long, env = "SUSPICIOUS_THRESHOLD", default_value_t = 5)]
+    pub suspicious_threshold: i64,
+    /// The window of live failure-burst detection, in minutes.
+    #[arg(long, env = "SUSPICIOUS_WINDOW_MINUTES", default_value_t = 5)]
+    pub suspicious_window_minutes: i64,
     /// The database role every connection acts as (`SET ROLE`); it may not update or
     /// delete audit rows. Empty: the login role's own rights.
     #[arg(long, env = "DB_ROLE", default_value = DEFAULT_DB_ROLE)]
@@ -113,10 +131,27 @@ impl Config {
             lock_gateway_timeout_ms: 40_000,
             shutdown_grace_ms: 20_000,
             db_role: DEFAULT_DB_ROLE.to_owned(),
+            audit_writers: 2,
+            audit_max_batch: 512,
+            audit_retention_days: 365,
+            audit_retention_interval_secs: 3600,
+            suspicious_threshold: 5,
+            suspicious_window_minutes: 5,
             db: DbConfig::for_url(database_url),
             jwt: JwtConfig {
                 jwt_secret: Some(SecretString::from(jwt_secret.to_owned())),
                 ..JwtConfig::default()
+            },
+        }
+    }
+
+    pub fn audit_writer(&self) -> crate::audit::writer::WriterConfig {
+        crate::audit::writer::WriterConfig {
+            workers: self.audit_writers.max(1),
+            max_batch: self.audit_max_batch.clamp(1, 10_000),
+            burst: crate::audit::store::BurstRule {
+                window: chrono::Duration::minutes(self.suspicious_window_minutes.max(1)),
+                threshold: self.suspicious_threshold.max(1),
             },
         }
     }

@@ -15,6 +15,7 @@ pub mod state;
 use std::future::Future;
 
 use latchkey::auth::{AuthLayer, JwtVerifier};
+use latchkey::pb::access::v1::audit_service_server::AuditServiceServer;
 use latchkey::pb::access::v1::directory_service_server::DirectoryServiceServer;
 use latchkey::server::{Health, reflection, serve_with_grace};
 use latchkey::telemetry::grpc_trace_layer;
@@ -24,6 +25,7 @@ use tonic::server::NamedService;
 
 pub use config::Config;
 
+use crate::audit::writer::AuditWriter;
 use crate::gateway::GatewayClient;
 use crate::state::AppState;
 
@@ -60,14 +62,27 @@ pub async fn run(
         (!config.db_role.is_empty()).then_some(config.db_role.as_str()),
     )?;
     let verifier = JwtVerifier::from_config(&config.jwt)?;
+    let (audit, audit_workers) = AuditWriter::spawn(pool.clone(), config.audit_writer());
+    let retention = (config.audit_retention_days > 0).then(|| {
+        tokio::spawn(audit::ops::retention_job(
+            pool.clone(),
+            audit.clone(),
+            chrono::Duration::days(i64::from(config.audit_retention_days)),
+            std::time::Duration::from_secs(config.audit_retention_interval_secs.max(1)),
+        ))
+    });
     let state = AppState {
         pool: pool.clone(),
         gateway: GatewayClient::new(&config)?,
+        audit,
     };
 
-    let directory = DirectoryServiceServer::new(grpc::directory::DirectoryApi::new(state));
-    let services =
-        vec![<DirectoryServiceServer<grpc::directory::DirectoryApi> as NamedService>::NAME];
+    let directory = DirectoryServiceServer::new(grpc::directory::DirectoryApi::new(state.clone()));
+    let audit_service = AuditServiceServer::new(grpc::audit::AuditApi::new(state));
+    let services = vec![
+        <DirectoryServiceServer<grpc::directory::DirectoryApi> as NamedService>::NAME,
+        <AuditServiceServer<grpc::audit::AuditApi> as NamedService>::NAME,
+    ];
     let (health, health_service) = Health::new(services.clone()).await;
     let monitor = health.spawn_monitor(
         pool,
@@ -84,7 +99,8 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(directory);
+        .add_service(directory)
+        .add_service(audit_service);
 
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "access-service serving");
     let incoming = TcpListenerStream::new(listener);
@@ -93,11 +109,17 @@ pub async fn run(
         shutdown,
         async move {
             monitor.abort();
+            if let Some(retention) = retention {
+                retention.abort();
+            }
             health.stop_serving().await;
         },
         config.shutdown_grace(),
     )
     .await?;
+    // The router (and every handle to the audit writer) is gone: the workers commit
+    // what is queued and stop.
+    audit_workers.join_all().await;
     tracing::info!("access-service stopped");
     Ok(())
 }

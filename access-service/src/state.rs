@@ -2,12 +2,14 @@
 
 use latchkey::db::DbPool;
 
+use crate::audit::writer::AuditWriter;
 use crate::gateway::GatewayClient;
 
 #[derive(Clone)]
 pub struct AppState {
     pub pool: DbPool,
     pub gateway: GatewayClient,
+    pub audit: AuditWriter,
 }
 
 impl std::fmt::Debug for AppState {

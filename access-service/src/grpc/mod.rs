@@ -1,5 +1,6 @@
 //! The gRPC surface: thin methods that unpack requests, call domain code and convert.
 
+pub mod audit;
 pub mod convert;
 pub mod directory;
 
@@ -16,6 +17,14 @@ pub fn policy(path: &str) -> Access {
     match service {
         "latchkey.access.v1.DirectoryService"
             if method.starts_with("Get") || method.starts_with("List") =>
+        {
+            Access::Roles(READERS)
+        }
+        "latchkey.access.v1.AuditService"
+            if matches!(
+                method,
+                "QueryAccessLogs" | "GetAccessLog" | "GetAccessStats" | "GetDoorStats"
+            ) =>
         {
             Access::Roles(READERS)
         }
