@@ -32,3 +32,44 @@ pub async fn start(config: Config) -> RunningServer<RunError> {
 pub async fn directory(server: &RunningServer<RunError>) -> DirectoryServiceClient<Channel> {
     DirectoryServiceClient::new(server.channel().await)
 }
+
+/// A pool on the test database acting as the service's role, for appending audit rows
+/// directly.
+pub fn pool(db: &TestDb) -> latchkey::db::DbPool {
+    latchkey::db::build_pool(
+        &latchkey::db::DbConfig::for_url(db.url()),
+        access_service::db::SCHEMA,
+        "access-service-test",
+        Some(access_service::config::DEFAULT_DB_ROLE),
+    )
+    .unwrap()
+}
+
+/// A denied or granted attempt at `door` by `user` from `ip`.
+pub fn attempt(
+    tenant: &str,
+    user: &str,
+    ip: &str,
+    door: &str,
+    granted: bool,
+) -> access_service::audit::AuditEntry {
+    use access_service::audit::{AuditAction, AuditEntry};
+    let action = if granted {
+        AuditAction::AccessGranted
+    } else {
+        AuditAction::AccessDenied
+    };
+    let mut entry = AuditEntry::new(tenant, "door-controller", action, granted);
+    entry.user_id = user.to_owned();
+    entry.client_ip = ip.to_owned();
+    entry.door_id = door.to_owned();
+    entry.door_name = format!("Door {door}");
+    entry.method = "CARD".to_owned();
+    entry.reason_code = if granted {
+        "GRANTED"
+    } else {
+        "NO_MATCHING_RULE"
+    }
+    .to_owned();
+    entry
+}
