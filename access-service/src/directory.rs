@@ -29,7 +29,7 @@ pub fn check_time_zone(field: &str, value: &str, violations: &mut FieldViolation
     }
 }
 
-fn check_name(field: &str, value: &str, violations: &mut FieldViolations) {
+pub(crate) fn check_name(field: &str, value: &str, violations: &mut FieldViolations) {
     if value.trim().is_empty() {
         violations.add(field, "must not be empty");
     } else if value.chars().count() > MAX_NAME_LEN {
@@ -55,6 +55,40 @@ pub fn parse_id(field: &str, value: &str, violations: &mut FieldViolations) -> U
             Uuid::nil()
         }
     }
+}
+
+/// Checks a free-text field against a length limit in characters.
+pub(crate) fn check_max_len(
+    field: &str,
+    value: &str,
+    max: usize,
+    violations: &mut FieldViolations,
+) {
+    if value.chars().count() > max {
+        violations.add(field, format!("must be at most {max} characters"));
+    }
+}
+
+/// Reads a `"true"`/`"false"` list filter; empty means any.
+pub fn parse_bool_filter(
+    field: &str,
+    value: &str,
+    violations: &mut FieldViolations,
+) -> Option<bool> {
+    match value {
+        "" => None,
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => {
+            violations.add(field, "must be \"true\", \"false\" or empty");
+            None
+        }
+    }
+}
+
+/// Parses an optional id filter of a list request; empty means any.
+pub fn parse_id_filter(field: &str, value: &str, violations: &mut FieldViolations) -> Option<Uuid> {
+    (!value.is_empty()).then(|| parse_id(field, value, violations))
 }
 
 /// Which fields an update touches: the mask's paths, or every field when it is empty.

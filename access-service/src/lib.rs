@@ -7,16 +7,22 @@ pub mod audit;
 pub mod config;
 pub mod db;
 pub mod directory;
+pub mod doors;
 pub mod error;
 pub mod gateway;
 pub mod grpc;
+pub mod memberships;
+pub mod rules;
 pub mod state;
+pub mod time_slot;
+pub mod users;
 
 use std::future::Future;
 
 use latchkey::auth::{AuthLayer, JwtVerifier};
 use latchkey::pb::access::v1::audit_service_server::AuditServiceServer;
 use latchkey::pb::access::v1::directory_service_server::DirectoryServiceServer;
+use latchkey::pb::access::v1::rule_service_server::RuleServiceServer;
 use latchkey::server::{Health, reflection, serve_with_grace};
 use latchkey::telemetry::grpc_trace_layer;
 use tokio::net::TcpListener;
@@ -78,10 +84,12 @@ pub async fn run(
     };
 
     let directory = DirectoryServiceServer::new(grpc::directory::DirectoryApi::new(state.clone()));
-    let audit_service = AuditServiceServer::new(grpc::audit::AuditApi::new(state));
+    let audit_service = AuditServiceServer::new(grpc::audit::AuditApi::new(state.clone()));
+    let rules = RuleServiceServer::new(grpc::rules::RuleApi::new(state));
     let services = vec![
         <DirectoryServiceServer<grpc::directory::DirectoryApi> as NamedService>::NAME,
         <AuditServiceServer<grpc::audit::AuditApi> as NamedService>::NAME,
+        <RuleServiceServer<grpc::rules::RuleApi> as NamedService>::NAME,
     ];
     let (health, health_service) = Health::new(services.clone()).await;
     let monitor = health.spawn_monitor(
@@ -100,7 +108,8 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(directory)
-        .add_service(audit_service);
+        .add_service(audit_service)
+        .add_service(rules);
 
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "access-service serving");
     let incoming = TcpListenerStream::new(listener);

@@ -1,9 +1,13 @@
 //! access-service's tables (schema `access`) and the queries over them, as plain
 //! functions over `&mut AsyncPgConnection`.
 
+pub mod doors;
+pub mod memberships;
 pub mod properties;
+pub mod rules;
 pub mod schema;
 pub mod tenants;
+pub mod users;
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 
@@ -12,3 +16,15 @@ pub const SCHEMA: &str = "access";
 
 /// access-service's migrations, embedded in the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Escapes LIKE wildcards so a search matches the text literally.
+pub(crate) fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// A `%needle%` pattern that matches `needle` literally.
+pub(crate) fn contains_pattern(needle: &str) -> String {
+    format!("%{}%", escape_like(needle))
+}

@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::escape_like;
 use super::schema::properties;
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
@@ -119,11 +120,4 @@ pub async fn delete(conn: &mut AsyncPgConnection, tenant_id: &str, id: Uuid) -> 
         .execute(conn)
         .await?;
     Ok(deleted > 0)
-}
-
-/// Escapes LIKE wildcards so a search matches the text literally.
-fn escape_like(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
 }

@@ -3,8 +3,13 @@
 use latchkey::pb::access::v1 as pb;
 use latchkey::pb::timestamp;
 
+use crate::db::doors::DoorView;
+use crate::db::memberships::Membership;
 use crate::db::properties::Property;
+use crate::db::rules::RuleView;
 use crate::db::tenants::Tenant;
+use crate::db::users::User;
+use crate::time_slot::StoredSlot;
 
 pub fn tenant_settings(tenant: Tenant) -> pb::TenantSettings {
     pb::TenantSettings {
@@ -90,5 +95,103 @@ pub fn access_log(record: Record) -> pb::AccessLog {
         actor: record.actor,
         hash: hex::encode(record.hash),
         prev_hash: hex::encode(record.prev_hash),
+    }
+}
+
+pub fn door(view: DoorView) -> pb::Door {
+    let effective_time_zone = view.effective_time_zone().to_owned();
+    let door = view.door;
+    let lock = match (door.lock_account_id, door.lock_id) {
+        (Some(account), Some(lock_id)) => Some(pb::LockBinding {
+            account_id: account.to_string(),
+            lock_id,
+        }),
+        _ => None,
+    };
+    pb::Door {
+        id: door.id.to_string(),
+        property_id: door.property_id.to_string(),
+        name: door.name,
+        r#type: pb::DoorType::from_str_name(&format!("DOOR_TYPE_{}", door.door_type))
+            .unwrap_or(pb::DoorType::Unspecified)
+            .into(),
+        location: door.location,
+        time_zone: door.time_zone.unwrap_or_default(),
+        effective_time_zone,
+        active: door.active,
+        lock,
+        status: pb::DoorStatus::from_str_name(&format!("DOOR_STATUS_{}", door.status))
+            .unwrap_or(pb::DoorStatus::Unspecified)
+            .into(),
+        version: door.version,
+        create_time: Some(timestamp(door.create_time)),
+        update_time: Some(timestamp(door.update_time)),
+    }
+}
+
+pub fn user(user: User) -> pb::User {
+    pb::User {
+        id: user.id.to_string(),
+        external_id: user.external_id.unwrap_or_default(),
+        name: user.name,
+        email: user.email,
+        roles: user.roles,
+        active: user.active,
+        version: user.version,
+        create_time: Some(timestamp(user.create_time)),
+        update_time: Some(timestamp(user.update_time)),
+    }
+}
+
+pub fn membership(membership: Membership) -> pb::Membership {
+    pb::Membership {
+        id: membership.id.to_string(),
+        user_id: membership.user_id.to_string(),
+        status: pb::MembershipStatus::from_str_name(&format!(
+            "MEMBERSHIP_STATUS_{}",
+            membership.status
+        ))
+        .unwrap_or(pb::MembershipStatus::Unspecified)
+        .into(),
+        start_time: Some(timestamp(membership.start_time)),
+        end_time: membership.end_time.map(timestamp),
+        plan: membership.plan,
+        version: membership.version,
+        create_time: Some(timestamp(membership.create_time)),
+        update_time: Some(timestamp(membership.update_time)),
+    }
+}
+
+pub fn rule(view: RuleView) -> pb::Rule {
+    let rule = view.rule;
+    let slots: Vec<StoredSlot> = match serde_json::from_value(rule.time_slots) {
+        Ok(slots) => slots,
+        Err(error) => {
+            // Only this service writes the column; a bad value is a bug worth seeing.
+            tracing::error!(rule_id = %rule.id, %error, "stored time slots are malformed");
+            Vec::new()
+        }
+    };
+    pb::Rule {
+        id: rule.id.to_string(),
+        door_id: rule.door_id.to_string(),
+        name: rule.name,
+        description: rule.description,
+        user_ids: view.user_ids.iter().map(ToString::to_string).collect(),
+        roles: rule.roles,
+        time_slots: slots
+            .into_iter()
+            .map(|s| pb::TimeSlot {
+                day_of_week: s.day_of_week,
+                start: s.start,
+                end: s.end,
+            })
+            .collect(),
+        valid_from: rule.valid_from.map(timestamp),
+        valid_until: rule.valid_until.map(timestamp),
+        active: rule.active,
+        version: rule.version,
+        create_time: Some(timestamp(rule.create_time)),
+        update_time: Some(timestamp(rule.update_time)),
     }
 }

@@ -11,6 +11,7 @@ use crate::db::properties::PropertyChanges;
 use crate::directory::{self, NewProperty, SettingsUpdate, mask_fields};
 use crate::error::Error;
 use crate::state::AppState;
+use crate::{doors, memberships, users};
 
 #[derive(Debug, Clone)]
 pub struct DirectoryApi {
@@ -142,6 +143,168 @@ impl DirectoryService for DirectoryApi {
         let caller = Caller::of(&request)?;
         directory::delete_property(&self.state, &caller, &request.get_ref().id).await?;
         Ok(Response::new(pb::DeletePropertyResponse {}))
+    }
+
+    async fn create_door(&self, request: Request<pb::CreateDoorRequest>) -> Reply<pb::Door> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        let door =
+            doors::create_door(&self.state, &caller, request.door, &request.request_id).await?;
+        Ok(Response::new(convert::door(door)))
+    }
+
+    async fn get_door(&self, request: Request<pb::GetDoorRequest>) -> Reply<pb::Door> {
+        let caller = Caller::of(&request)?;
+        let door = doors::get_door(&self.state, &caller, &request.get_ref().id).await?;
+        Ok(Response::new(convert::door(door)))
+    }
+
+    async fn list_doors(
+        &self,
+        request: Request<pb::ListDoorsRequest>,
+    ) -> Reply<pb::ListDoorsResponse> {
+        let caller = Caller::of(&request)?;
+        let (rows, next_page_token) =
+            doors::list_doors(&self.state, &caller, request.get_ref()).await?;
+        Ok(Response::new(pb::ListDoorsResponse {
+            doors: rows.into_iter().map(convert::door).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_door(&self, request: Request<pb::UpdateDoorRequest>) -> Reply<pb::Door> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        let door = doors::update_door(
+            &self.state,
+            &caller,
+            request.door,
+            request.update_mask.as_ref(),
+        )
+        .await?;
+        Ok(Response::new(convert::door(door)))
+    }
+
+    async fn delete_door(
+        &self,
+        request: Request<pb::DeleteDoorRequest>,
+    ) -> Reply<pb::DeleteDoorResponse> {
+        let caller = Caller::of(&request)?;
+        doors::delete_door(&self.state, &caller, &request.get_ref().id).await?;
+        Ok(Response::new(pb::DeleteDoorResponse {}))
+    }
+
+    async fn create_user(&self, request: Request<pb::CreateUserRequest>) -> Reply<pb::User> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        let user =
+            users::create_user(&self.state, &caller, request.user, &request.request_id).await?;
+        Ok(Response::new(convert::user(user)))
+    }
+
+    async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Reply<pb::User> {
+        let caller = Caller::of(&request)?;
+        let user = users::get_user(&self.state, &caller, &request.get_ref().id).await?;
+        Ok(Response::new(convert::user(user)))
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Reply<pb::ListUsersResponse> {
+        let caller = Caller::of(&request)?;
+        let (rows, next_page_token) =
+            users::list_users(&self.state, &caller, request.get_ref()).await?;
+        Ok(Response::new(pb::ListUsersResponse {
+            users: rows.into_iter().map(convert::user).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_user(&self, request: Request<pb::UpdateUserRequest>) -> Reply<pb::User> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        let user = users::update_user(
+            &self.state,
+            &caller,
+            request.user,
+            request.update_mask.as_ref(),
+        )
+        .await?;
+        Ok(Response::new(convert::user(user)))
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> Reply<pb::DeleteUserResponse> {
+        let caller = Caller::of(&request)?;
+        users::delete_user(&self.state, &caller, &request.get_ref().id).await?;
+        Ok(Response::new(pb::DeleteUserResponse {}))
+    }
+
+    async fn create_membership(
+        &self,
+        request: Request<pb::CreateMembershipRequest>,
+    ) -> Reply<pb::Membership> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        let membership = memberships::create_membership(
+            &self.state,
+            &caller,
+            request.membership,
+            &request.request_id,
+        )
+        .await?;
+        Ok(Response::new(convert::membership(membership)))
+    }
+
+    async fn get_membership(
+        &self,
+        request: Request<pb::GetMembershipRequest>,
+    ) -> Reply<pb::Membership> {
+        let caller = Caller::of(&request)?;
+        let membership =
+            memberships::get_membership(&self.state, &caller, &request.get_ref().id).await?;
+        Ok(Response::new(convert::membership(membership)))
+    }
+
+    async fn list_memberships(
+        &self,
+        request: Request<pb::ListMembershipsRequest>,
+    ) -> Reply<pb::ListMembershipsResponse> {
+        let caller = Caller::of(&request)?;
+        let (rows, next_page_token) =
+            memberships::list_memberships(&self.state, &caller, request.get_ref()).await?;
+        Ok(Response::new(pb::ListMembershipsResponse {
+            memberships: rows.into_iter().map(convert::membership).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_membership(
+        &self,
+        request: Request<pb::UpdateMembershipRequest>,
+    ) -> Reply<pb::Membership> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        let membership = memberships::update_membership(
+            &self.state,
+            &caller,
+            request.membership,
+            request.update_mask.as_ref(),
+        )
+        .await?;
+        Ok(Response::new(convert::membership(membership)))
+    }
+
+    async fn delete_membership(
+        &self,
+        request: Request<pb::DeleteMembershipRequest>,
+    ) -> Reply<pb::DeleteMembershipResponse> {
+        let caller = Caller::of(&request)?;
+        memberships::delete_membership(&self.state, &caller, &request.get_ref().id).await?;
+        Ok(Response::new(pb::DeleteMembershipResponse {}))
     }
 
     async fn list_lock_accounts(

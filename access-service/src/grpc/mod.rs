@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod convert;
 pub mod directory;
+pub mod rules;
 
 use latchkey::auth::{Access, roles};
 
@@ -20,6 +21,8 @@ pub fn policy(path: &str) -> Access {
         {
             Access::Roles(READERS)
         }
+        // Managers run the rules of the doors that admins set up.
+        "latchkey.access.v1.RuleService" => Access::Roles(READERS),
         "latchkey.access.v1.AuditService"
             if matches!(
                 method,
@@ -42,7 +45,25 @@ mod tests {
         assert_eq!(read, Access::Roles(READERS));
         let write = policy("/latchkey.access.v1.DirectoryService/CreateProperty");
         assert_eq!(write, Access::Roles(ADMINS));
+        let door_write = policy("/latchkey.access.v1.DirectoryService/UpdateDoor");
+        assert_eq!(door_write, Access::Roles(ADMINS));
+        let door_read = policy("/latchkey.access.v1.DirectoryService/GetUser");
+        assert_eq!(door_read, Access::Roles(READERS));
         assert_eq!(policy("/unknown.Service/Get"), Access::Roles(ADMINS));
         assert_eq!(policy("garbage"), Access::Roles(ADMINS));
+    }
+
+    #[test]
+    fn rules_are_managed_by_admins_and_managers() {
+        for method in [
+            "CreateRule",
+            "UpdateRule",
+            "DeleteRule",
+            "ToggleRule",
+            "ListRules",
+        ] {
+            let path = format!("/latchkey.access.v1.RuleService/{method}");
+            assert_eq!(policy(&path), Access::Roles(READERS), "{method}");
+        }
     }
 }

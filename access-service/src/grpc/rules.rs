@@ -1,0 +1,106 @@
+//! `latchkey.access.v1.RuleService`.
+
+use latchkey::auth::Caller;
+use latchkey::pb::access::v1 as pb;
+use latchkey::pb::access::v1::rule_service_server::RuleService;
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use crate::rules::{self, UsersChange};
+use crate::state::AppState;
+
+#[derive(Debug, Clone)]
+pub struct RuleApi {
+    state: AppState,
+}
+
+impl RuleApi {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl RuleService for RuleApi {
+    async fn create_rule(&self, request: Request<pb::CreateRuleRequest>) -> Reply<pb::Rule> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        let rule =
+            rules::create_rule(&self.state, &caller, request.rule, &request.request_id).await?;
+        Ok(Response::new(convert::rule(rule)))
+    }
+
+    async fn get_rule(&self, request: Request<pb::GetRuleRequest>) -> Reply<pb::Rule> {
+        let caller = Caller::of(&request)?;
+        let rule = rules::get_rule(&self.state, &caller, &request.get_ref().id).await?;
+        Ok(Response::new(convert::rule(rule)))
+    }
+
+    async fn list_rules(
+        &self,
+        request: Request<pb::ListRulesRequest>,
+    ) -> Reply<pb::ListRulesResponse> {
+        let caller = Caller::of(&request)?;
+        let (rows, next_page_token) =
+            rules::list_rules(&self.state, &caller, request.get_ref()).await?;
+        Ok(Response::new(pb::ListRulesResponse {
+            rules: rows.into_iter().map(convert::rule).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_rule(&self, request: Request<pb::UpdateRuleRequest>) -> Reply<pb::Rule> {
+        let caller = Caller::of(&request)?;
+        let rule = rules::update_rule(&self.state, &caller, request.into_inner()).await?;
+        Ok(Response::new(convert::rule(rule)))
+    }
+
+    async fn delete_rule(
+        &self,
+        request: Request<pb::DeleteRuleRequest>,
+    ) -> Reply<pb::DeleteRuleResponse> {
+        let caller = Caller::of(&request)?;
+        rules::delete_rule(&self.state, &caller, &request.get_ref().id).await?;
+        Ok(Response::new(pb::DeleteRuleResponse {}))
+    }
+
+    async fn toggle_rule(&self, request: Request<pb::ToggleRuleRequest>) -> Reply<pb::Rule> {
+        let caller = Caller::of(&request)?;
+        let request = request.get_ref();
+        let rule = rules::toggle_rule(&self.state, &caller, &request.id, request.active).await?;
+        Ok(Response::new(convert::rule(rule)))
+    }
+
+    async fn add_rule_users(&self, request: Request<pb::AddRuleUsersRequest>) -> Reply<pb::Rule> {
+        let caller = Caller::of(&request)?;
+        let request = request.get_ref();
+        let rule = rules::change_rule_users(
+            &self.state,
+            &caller,
+            &request.id,
+            &request.user_ids,
+            UsersChange::Add,
+        )
+        .await?;
+        Ok(Response::new(convert::rule(rule)))
+    }
+
+    async fn remove_rule_users(
+        &self,
+        request: Request<pb::RemoveRuleUsersRequest>,
+    ) -> Reply<pb::Rule> {
+        let caller = Caller::of(&request)?;
+        let request = request.get_ref();
+        let rule = rules::change_rule_users(
+            &self.state,
+            &caller,
+            &request.id,
+            &request.user_ids,
+            UsersChange::Remove,
+        )
+        .await?;
+        Ok(Response::new(convert::rule(rule)))
+    }
+}
