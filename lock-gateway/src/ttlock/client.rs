@@ -404,7 +404,9 @@ impl TtlockClient {
             .await
     }
 
-    /// Lock records the cloud received from `since_ms` (epoch ms) until now, all pages.
+    /// Lock records from `since_ms` (epoch ms) until now, all pages. TTLock filters by
+    /// the lock's own clock, which drifts and counts whole seconds: incremental syncs
+    /// should overlap their windows and de-duplicate by `recordId`.
     pub async fn records_since(&self, lock_id: i64, since_ms: i64) -> Result<Vec<LockRecord>> {
         let params = vec![
             ("lockId", lock_id.to_string()),
