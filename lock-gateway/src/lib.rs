@@ -7,7 +7,9 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod grpc;
+pub mod sim;
 pub mod state;
+pub mod ttlock;
 
 use std::future::Future;
 
