@@ -179,7 +179,11 @@ async fn door_input_is_checked_field_by_field_and_nothing_is_stored() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(listed.doors, [door.clone()], "refused calls stored nothing");
+    assert_eq!(
+        listed.doors,
+        std::slice::from_ref(&door),
+        "refused calls stored nothing"
+    );
     assert_eq!(listed.doors[0].version, 1);
     assert_eq!(
         audit_rows(&db, "t1").await,
@@ -730,7 +734,7 @@ async fn users_are_checked_unique_by_external_id_searchable_and_deleted_with_the
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(rule_now.user_ids, [percent.id.clone()]);
+    assert_eq!(rule_now.user_ids, std::slice::from_ref(&percent.id));
 
     let user_rows: Vec<_> = audit_rows(&db, "t1")
         .await
@@ -910,7 +914,7 @@ async fn memberships_need_a_user_a_status_and_a_window_and_keep_it_on_update() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(of_bo.memberships, [frozen.clone()]);
+    assert_eq!(of_bo.memberships, std::slice::from_ref(&frozen));
     let suspended = client
         .list_memberships(list(ListMembershipsRequest {
             status: MembershipStatus::Suspended.into(),
@@ -919,7 +923,7 @@ async fn memberships_need_a_user_a_status_and_a_window_and_keep_it_on_update() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(suspended.memberships, [updated.clone()]);
+    assert_eq!(suspended.memberships, std::slice::from_ref(&updated));
     let status = client
         .list_memberships(list(ListMembershipsRequest {
             user_id: "bo".into(),
@@ -937,7 +941,7 @@ async fn memberships_need_a_user_a_status_and_a_window_and_keep_it_on_update() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(page.memberships, [updated.clone()]);
+    assert_eq!(page.memberships, std::slice::from_ref(&updated));
     let rest = client
         .list_memberships(list(ListMembershipsRequest {
             page_size: 1,
@@ -947,7 +951,7 @@ async fn memberships_need_a_user_a_status_and_a_window_and_keep_it_on_update() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(rest.memberships, [frozen.clone()]);
+    assert_eq!(rest.memberships, std::slice::from_ref(&frozen));
     assert!(rest.next_page_token.is_empty());
 
     client
@@ -1020,7 +1024,7 @@ async fn members_are_denied_managers_read_and_only_admins_change_the_directory()
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(users.users, [user.clone()]);
+    assert_eq!(users.users, std::slice::from_ref(&user));
     client
         .list_memberships(authorized(ListMembershipsRequest::default(), &manager))
         .await

@@ -361,7 +361,7 @@ async fn invalid_rules_name_every_field_and_store_nothing() {
     assert_eq!(now.version, 2, "only the one valid update counted");
     assert_eq!(now.name, "Night shift");
     assert_eq!(now.time_slots, overnight.time_slots);
-    assert_eq!(now.user_ids, [ana.id.clone()]);
+    assert_eq!(now.user_ids, std::slice::from_ref(&ana.id));
     assert_eq!(now.valid_from, at(5_000));
     assert_eq!(now.valid_until, None);
 }
@@ -399,7 +399,7 @@ async fn every_change_raises_the_version_by_one_and_is_audited() {
     assert_eq!(created.version, 1);
     assert_eq!(
         created.user_ids,
-        [ana.id.clone()],
+        std::slice::from_ref(&ana.id),
         "repeats are granted once"
     );
     assert_eq!(created.roles, ["staff"]);
@@ -518,7 +518,7 @@ async fn every_change_raises_the_version_by_one_and_is_audited() {
         .unwrap()
         .into_inner();
     assert_eq!(replaced.version, 6);
-    assert_eq!(replaced.user_ids, [cy.id.clone()]);
+    assert_eq!(replaced.user_ids, std::slice::from_ref(&cy.id));
     assert_eq!(replaced.time_slots, [slot(0, "18:00", "02:00")]);
     assert!(replaced.active);
     assert_eq!(replaced.valid_until, None, "cleared through the mask");
@@ -708,7 +708,10 @@ async fn managers_manage_rules_and_members_may_not() {
         .unwrap()
         .into_inner();
     assert_eq!(toggled.version, 3);
-    assert_eq!(list_all(&mut client, &manager).await, [toggled.clone()]);
+    assert_eq!(
+        list_all(&mut client, &manager).await,
+        std::slice::from_ref(&toggled)
+    );
 
     let denied = client
         .create_rule(authorized(
