@@ -514,17 +514,35 @@ async fn users_are_checked_unique_by_external_id_searchable_and_deleted_with_the
         .await
         .unwrap_err();
     assert_eq!(fields(&status), ["user.roles"]);
+    // PostgreSQL text cannot hold NUL: named as invalid, never an internal error.
+    let status = client
+        .create_user(authorized(
+            CreateUserRequest {
+                user: Some(User {
+                    name: "Ana\0".into(),
+                    external_id: "x\0".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&status), ["user.external_id", "user.name"]);
     let status = client
         .list_users(authorized(
             ListUsersRequest {
                 active: "maybe".into(),
+                query: "a\0".into(),
+                role: "r\0".into(),
                 ..Default::default()
             },
             &admin,
         ))
         .await
         .unwrap_err();
-    assert_eq!(fields(&status), ["active"]);
+    assert_eq!(fields(&status), ["role", "query", "active"]);
 
     let create = CreateUserRequest {
         user: Some(User {

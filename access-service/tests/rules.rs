@@ -135,6 +135,13 @@ async fn invalid_rules_name_every_field_and_store_nothing() {
         ),
         (
             Rule {
+                description: "nul\0".into(),
+                ..rule(&door.id, "Nul\0")
+            },
+            vec!["rule.name", "rule.description"],
+        ),
+        (
+            Rule {
                 valid_from: at(1_000),
                 valid_until: at(1_000),
                 ..rule(&door.id, "Empty window")
