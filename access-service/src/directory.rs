@@ -30,7 +30,10 @@ pub fn check_time_zone(field: &str, value: &str, violations: &mut FieldViolation
 }
 
 pub(crate) fn check_name(field: &str, value: &str, violations: &mut FieldViolations) {
-    if value.trim().is_empty() {
+    if value.contains('\0') {
+        // PostgreSQL text cannot hold NUL; refuse it here rather than fail in storage.
+        violations.add(field, "must not contain NUL characters");
+    } else if value.trim().is_empty() {
         violations.add(field, "must not be empty");
     } else if value.chars().count() > MAX_NAME_LEN {
         violations.add(field, format!("must be at most {MAX_NAME_LEN} characters"));
@@ -38,7 +41,9 @@ pub(crate) fn check_name(field: &str, value: &str, violations: &mut FieldViolati
 }
 
 fn check_address(field: &str, value: &str, violations: &mut FieldViolations) {
-    if value.chars().count() > MAX_ADDRESS_LEN {
+    if value.contains('\0') {
+        violations.add(field, "must not contain NUL characters");
+    } else if value.chars().count() > MAX_ADDRESS_LEN {
         violations.add(
             field,
             format!("must be at most {MAX_ADDRESS_LEN} characters"),
@@ -64,7 +69,9 @@ pub(crate) fn check_max_len(
     max: usize,
     violations: &mut FieldViolations,
 ) {
-    if value.chars().count() > max {
+    if value.contains('\0') {
+        violations.add(field, "must not contain NUL characters");
+    } else if value.chars().count() > max {
         violations.add(field, format!("must be at most {max} characters"));
     }
 }

@@ -113,6 +113,10 @@ async fn reflection_lists_the_services_in_both_protocol_versions() {
     let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
     assert!(names.contains(&DIRECTORY.to_owned()), "{names:?}");
     assert!(
+        names.contains(&"latchkey.access.v1.RuleService".to_owned()),
+        "{names:?}"
+    );
+    assert!(
         names.contains(&"grpc.health.v1.Health".to_owned()),
         "{names:?}"
     );

@@ -3,8 +3,9 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use access_service::{Config, RunError};
+use latchkey::pb::access::v1 as pb;
 use latchkey::pb::access::v1::directory_service_client::DirectoryServiceClient;
-use latchkey::testkit::{RunningServer, TEST_JWT_SECRET, TestDb};
+use latchkey::testkit::{RunningServer, TEST_JWT_SECRET, TestDb, authorized};
 use tonic::transport::Channel;
 
 pub async fn database() -> TestDb {
@@ -72,4 +73,133 @@ pub fn attempt(
     }
     .to_owned();
     entry
+
+pub async fn rules(
+    server: &RunningServer<RunError>,
+) -> latchkey::pb::access::v1::rule_service_client::RuleServiceClient<Channel> {
+    latchkey::pb::access::v1::rule_service_client::RuleServiceClient::new(server.channel().await)
+}
+
+/// The fields an `INVALID_ARGUMENT` names, in order.
+pub fn fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// The stable `ErrorInfo` reason of an error.
+pub fn reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .error_info()
+        .map(|i| i.reason.clone())
+        .unwrap_or_default()
+}
+
+/// The tenant's audit rows as (action, target_type, target_id), in chain order.
+pub async fn audit_rows(db: &TestDb, tenant: &str) -> Vec<(String, String, String)> {
+    db.client()
+        .await
+        .query(
+            "SELECT action, target_type, target_id FROM access.audit_log \
+             WHERE tenant_id = $1 ORDER BY sequence",
+            &[&tenant],
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect()
+}
+
+/// An expected audit row.
+pub fn audited(action: &str, target_type: &str, target_id: &str) -> (String, String, String) {
+    (
+        action.to_owned(),
+        target_type.to_owned(),
+        target_id.to_owned(),
+    )
+}
+
+/// Creates a property in the token's tenant.
+pub async fn property(
+    client: &mut DirectoryServiceClient<Channel>,
+    token: &str,
+    name: &str,
+    time_zone: &str,
+) -> pb::Property {
+    let request = pb::CreatePropertyRequest {
+        property: Some(pb::Property {
+            name: name.into(),
+            time_zone: time_zone.into(),
+            ..Default::default()
+        }),
+        request_id: String::new(),
+    };
+    client
+        .create_property(authorized(request, token))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// An active entrance of `property_id` with no zone or lock of its own.
+pub fn door_spec(property_id: &str, name: &str) -> pb::Door {
+    pb::Door {
+        property_id: property_id.into(),
+        name: name.into(),
+        r#type: pb::DoorType::Entrance.into(),
+        active: true,
+        ..Default::default()
+    }
+}
+
+pub async fn door(
+    client: &mut DirectoryServiceClient<Channel>,
+    token: &str,
+    spec: pb::Door,
+) -> pb::Door {
+    let request = pb::CreateDoorRequest {
+        door: Some(spec),
+        request_id: String::new(),
+    };
+    client
+        .create_door(authorized(request, token))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// An active user with the given name and roles.
+pub async fn user(
+    client: &mut DirectoryServiceClient<Channel>,
+    token: &str,
+    name: &str,
+    roles: &[&str],
+) -> pb::User {
+    let request = pb::CreateUserRequest {
+        user: Some(pb::User {
+            name: name.into(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            active: true,
+            ..Default::default()
+        }),
+        request_id: String::new(),
+    };
+    client
+        .create_user(authorized(request, token))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// A field mask of `paths`.
+pub fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
+        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+    })
 }
