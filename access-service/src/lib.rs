@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod config;
 pub mod db;
+pub mod decision;
 pub mod directory;
 pub mod doors;
 pub mod error;
