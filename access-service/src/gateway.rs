@@ -116,3 +116,72 @@ fn finish<T>(answer: std::result::Result<T, tonic::Status>) -> Result<T> {
         }
     }
 }
+
+impl GatewayClient {
+    /// Asks lock-gateway to open a lock, passing the caller's request id through so a
+    /// retried call never opens the door twice. Never retried here either.
+    pub async fn remote_unlock(
+        &self,
+        tenant_id: &str,
+        account: uuid::Uuid,
+        lock_id: i64,
+        request_id: &str,
+    ) -> (crate::access::UnlockResult, String) {
+        use crate::access::UnlockResult;
+        use latchkey::pb::gateway::v1::{RemoteOperationRequest, RemoteOutcome};
+        let span = client_span(SERVICE, "RemoteUnlock");
+        let answer = async {
+            let request = self.request(
+                tenant_id,
+                RemoteOperationRequest {
+                    account_id: account.to_string(),
+                    lock_id,
+                    request_id: request_id.to_owned(),
+                },
+            )?;
+            let answer = self.client.clone().remote_unlock(request).await;
+            finish(answer.map(tonic::Response::into_inner))
+        }
+        .instrument(span)
+        .await;
+        match answer {
+            Ok(response) => match RemoteOutcome::try_from(response.outcome) {
+                Ok(RemoteOutcome::Confirmed) => (UnlockResult::Unlocked, response.detail),
+                Ok(RemoteOutcome::Failed) => (
+                    UnlockResult::Failed,
+                    format!(
+                        "the lock refused (errcode {}): {}",
+                        response.errcode, response.detail
+                    ),
+                ),
+                _ => (
+                    UnlockResult::Unconfirmed,
+                    format!(
+                        "the lock's answer was ambiguous; not retried: {}",
+                        response.detail
+                    ),
+                ),
+            },
+            // The request may have reached the lock before the connection failed.
+            Err(Error::Gateway(status))
+                if matches!(
+                    status.code(),
+                    tonic::Code::DeadlineExceeded
+                        | tonic::Code::Unavailable
+                        | tonic::Code::Unknown
+                        | tonic::Code::Cancelled
+                ) =>
+            {
+                (
+                    UnlockResult::Unconfirmed,
+                    "lock-gateway's answer was lost; not retried".to_owned(),
+                )
+            }
+            Err(Error::Gateway(status)) => (
+                UnlockResult::Failed,
+                format!("lock-gateway refused: {}", status.message()),
+            ),
+            Err(error) => (UnlockResult::Failed, error.to_string()),
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //! [`run`] is the seam the binary and the tests share: it serves on a bound listener
 //! until `shutdown` resolves, then drains in-flight calls.
 
+pub mod access;
 pub mod audit;
 pub mod config;
 pub mod db;
@@ -14,6 +15,7 @@ pub mod gateway;
 pub mod grpc;
 pub mod memberships;
 pub mod rules;
+pub mod snapshot;
 pub mod state;
 pub mod time_slot;
 pub mod users;
@@ -21,6 +23,7 @@ pub mod users;
 use std::future::Future;
 
 use latchkey::auth::{AuthLayer, JwtVerifier};
+use latchkey::pb::access::v1::access_service_server::AccessServiceServer;
 use latchkey::pb::access::v1::audit_service_server::AuditServiceServer;
 use latchkey::pb::access::v1::directory_service_server::DirectoryServiceServer;
 use latchkey::pb::access::v1::rule_service_server::RuleServiceServer;
@@ -78,19 +81,25 @@ pub async fn run(
             std::time::Duration::from_secs(config.audit_retention_interval_secs.max(1)),
         ))
     });
+    let snapshots = snapshot::SnapshotCache::new(pool.clone());
+    let listener_task =
+        tokio::spawn(std::sync::Arc::clone(&snapshots).listen(config.db.database_url.clone()));
     let state = AppState {
         pool: pool.clone(),
         gateway: GatewayClient::new(&config)?,
         audit,
+        snapshots,
     };
 
     let directory = DirectoryServiceServer::new(grpc::directory::DirectoryApi::new(state.clone()));
     let audit_service = AuditServiceServer::new(grpc::audit::AuditApi::new(state.clone()));
-    let rules = RuleServiceServer::new(grpc::rules::RuleApi::new(state));
+    let rules = RuleServiceServer::new(grpc::rules::RuleApi::new(state.clone()));
+    let access_service = AccessServiceServer::new(grpc::access::AccessApi::new(state));
     let services = vec![
         <DirectoryServiceServer<grpc::directory::DirectoryApi> as NamedService>::NAME,
         <AuditServiceServer<grpc::audit::AuditApi> as NamedService>::NAME,
         <RuleServiceServer<grpc::rules::RuleApi> as NamedService>::NAME,
+        <AccessServiceServer<grpc::access::AccessApi> as NamedService>::NAME,
     ];
     let (health, health_service) = Health::new(services.clone()).await;
     let monitor = health.spawn_monitor(
@@ -110,7 +119,8 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_service(directory)
         .add_service(audit_service)
-        .add_service(rules);
+        .add_service(rules)
+        .add_service(access_service);
 
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "access-service serving");
     let incoming = TcpListenerStream::new(listener);
@@ -119,6 +129,7 @@ pub async fn run(
         shutdown,
         async move {
             monitor.abort();
+            listener_task.abort();
             if let Some(retention) = retention {
                 retention.abort();
             }

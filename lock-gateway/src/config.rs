@@ -8,6 +8,9 @@ use latchkey::db::DbConfig;
 use latchkey::telemetry::TelemetryConfig;
 use secrecy::SecretString;
 
+/// The key [`Config::new`] seals with; for tests only, never for deployments.
+const TEST_KEY: &str = "6c617463686b65792d746573742d6b65792d6e6f742d666f722d70726f642121";
+
 /// Default gRPC listen address.
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50061";
 
@@ -50,6 +53,21 @@ pub struct Config {
     /// How long in-flight calls may run once shutdown begins, in milliseconds.
     #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 20_000)]
     pub shutdown_grace_ms: u64,
+    /// AES-256 key (64 hex characters) that seals TTLock secrets and tokens at rest.
+    #[arg(long, env = "GATEWAY_ENCRYPTION_KEY", hide_env_values = true, value_parser = latchkey::auth::parse_secret)]
+    pub encryption_key: SecretString,
+    /// The id stored with every value sealed under the current key.
+    #[arg(long, env = "GATEWAY_ENCRYPTION_KEY_ID", default_value = "k1")]
+    pub encryption_key_id: String,
+    /// Earlier keys still accepted for reading, as `id=hex,id=hex`, during a rotation.
+    #[arg(long, env = "GATEWAY_PREVIOUS_ENCRYPTION_KEYS", hide_env_values = true, value_parser = latchkey::auth::parse_secret)]
+    pub previous_encryption_keys: Option<SecretString>,
+    /// Most TTLock requests per second per account.
+    #[arg(long, env = "TTLOCK_REQUESTS_PER_SECOND", default_value_t = 5.0)]
+    pub ttlock_requests_per_second: f64,
+    /// Deadline of gateway-relayed TTLock commands (unlock, lock, passcodes), in seconds.
+    #[arg(long, env = "TTLOCK_REMOTE_TIMEOUT_SECS", default_value_t = 40)]
+    pub ttlock_remote_timeout_secs: u64,
     #[command(flatten)]
     pub db: DbConfig,
     #[command(flatten)]
@@ -57,17 +75,30 @@ pub struct Config {
 }
 
 impl Config {
-    /// A configuration with defaults for everything but the database and JWT secret;
-    /// the seam tests and embedders use.
+    /// A configuration with defaults for everything but the database and JWT secret,
+    /// sealing with a fixed key: the seam tests use. Deployments set their own key.
     pub fn new(database_url: &str, jwt_secret: &str) -> Self {
         Self {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50061)),
             shutdown_grace_ms: 20_000,
+            encryption_key: SecretString::from(TEST_KEY.to_owned()),
+            encryption_key_id: "k1".to_owned(),
+            previous_encryption_keys: None,
+            ttlock_requests_per_second: 50.0,
+            ttlock_remote_timeout_secs: 40,
             db: DbConfig::for_url(database_url),
             jwt: JwtConfig {
                 jwt_secret: Some(SecretString::from(jwt_secret.to_owned())),
                 ..JwtConfig::default()
             },
+        }
+    }
+
+    pub fn ttlock_client(&self) -> crate::ttlock::ClientConfig {
+        crate::ttlock::ClientConfig {
+            requests_per_second: self.ttlock_requests_per_second.max(0.1),
+            remote_timeout: Duration::from_secs(self.ttlock_remote_timeout_secs.max(30)),
+            ..crate::ttlock::ClientConfig::default()
         }
     }
 

@@ -3,10 +3,13 @@
 //! [`run`] is the seam the binary and the tests share: it serves on a bound listener
 //! until `shutdown` resolves, then drains in-flight calls.
 
+pub mod accounts;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod grpc;
+pub mod remote;
 pub mod sim;
 pub mod state;
 pub mod ttlock;
@@ -36,6 +39,8 @@ pub enum RunError {
     Auth(#[from] latchkey::auth::AuthConfigError),
     #[error(transparent)]
     Server(#[from] latchkey::server::ServerError),
+    #[error("GATEWAY_ENCRYPTION_KEY: {0}")]
+    Crypto(#[from] crypto::CryptoError),
 }
 
 /// Applies lock-gateway's pending migrations; returns the versions applied.
@@ -51,7 +56,15 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let pool = latchkey::db::build_pool(&config.db, db::SCHEMA, APPLICATION, None)?;
     let verifier = JwtVerifier::from_config(&config.jwt)?;
-    let state = AppState { pool: pool.clone() };
+    let sealer = crypto::Sealer::new(
+        &config.encryption_key_id,
+        &config.encryption_key,
+        config.previous_encryption_keys.as_ref(),
+    )?;
+    let state = AppState {
+        pool: pool.clone(),
+        accounts: accounts::Accounts::new(sealer, config.ttlock_client(), ttlock::clock::system()),
+    };
 
     let gateway = LockGatewayServer::new(grpc::gateway::GatewayApi::new(state));
     let services = vec![<LockGatewayServer<grpc::gateway::GatewayApi> as NamedService>::NAME];

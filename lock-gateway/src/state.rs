@@ -5,6 +5,7 @@ use latchkey::db::DbPool;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: DbPool,
+    pub accounts: crate::accounts::Accounts,
 }
 
 impl std::fmt::Debug for AppState {

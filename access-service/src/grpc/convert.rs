@@ -195,3 +195,33 @@ pub fn rule(view: RuleView) -> pb::Rule {
         update_time: Some(timestamp(rule.update_time)),
     }
 }
+
+pub fn door_status(name: &str) -> pb::DoorStatus {
+    pb::DoorStatus::from_str_name(&format!("DOOR_STATUS_{name}")).unwrap_or(pb::DoorStatus::Unknown)
+}
+
+pub fn door_type(name: &str) -> pb::DoorType {
+    pb::DoorType::from_str_name(&format!("DOOR_TYPE_{name}")).unwrap_or(pb::DoorType::Unspecified)
+}
+
+/// A door as the snapshot holds it.
+pub fn door_entry(id: uuid::Uuid, door: &crate::snapshot::DoorEntry) -> pb::Door {
+    pb::Door {
+        id: id.to_string(),
+        property_id: door.property_id.to_string(),
+        name: door.name.clone(),
+        r#type: door_type(&door.door_type) as i32,
+        location: door.location.clone(),
+        time_zone: String::new(),
+        effective_time_zone: door.time_zone.clone(),
+        active: door.view.active,
+        lock: door.lock.map(|(account, lock_id)| pb::LockBinding {
+            account_id: account.to_string(),
+            lock_id,
+        }),
+        status: door_status(&door.status) as i32,
+        version: 0,
+        create_time: None,
+        update_time: None,
+    }
+}

@@ -1,5 +1,6 @@
 //! The gRPC surface: thin methods that unpack requests, call domain code and convert.
 
+pub mod access;
 pub mod audit;
 pub mod convert;
 pub mod directory;
@@ -23,6 +24,8 @@ pub fn policy(path: &str) -> Access {
         }
         // Managers run the rules of the doors that admins set up.
         "latchkey.access.v1.RuleService" => Access::Roles(READERS),
+        // Members ask about themselves; the handlers narrow who may name others.
+        "latchkey.access.v1.AccessService" => Access::Authenticated,
         "latchkey.access.v1.AuditService"
             if matches!(
                 method,

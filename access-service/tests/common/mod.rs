@@ -73,6 +73,7 @@ pub fn attempt(
     }
     .to_owned();
     entry
+}
 
 pub async fn rules(
     server: &RunningServer<RunError>,

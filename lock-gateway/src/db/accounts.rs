@@ -31,3 +31,69 @@ pub async fn list(
         .load(conn)
         .await
 }
+
+/// An account with its sealed credentials, for building its TTLock client.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = ttlock_accounts)]
+pub struct SealedAccount {
+    pub id: Uuid,
+    pub tenant_id: String,
+    pub name: String,
+    pub base_url: String,
+    pub client_id: String,
+    pub username: String,
+    pub key_id: String,
+    pub client_secret_enc: Vec<u8>,
+    pub password_md5_enc: Vec<u8>,
+    pub request_id: Option<String>,
+}
+
+/// Stores a new account; a repeated request id returns the first one.
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    account: &SealedAccount,
+) -> QueryResult<AccountSummary> {
+    let inserted = diesel::insert_into(ttlock_accounts::table)
+        .values(account)
+        .on_conflict((ttlock_accounts::tenant_id, ttlock_accounts::request_id))
+        .do_nothing()
+        .returning(AccountSummary::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?;
+    match (inserted, &account.request_id) {
+        (Some(row), _) => Ok(row),
+        (None, Some(request_id)) => {
+            ttlock_accounts::table
+                .filter(ttlock_accounts::tenant_id.eq(&account.tenant_id))
+                .filter(ttlock_accounts::request_id.eq(request_id))
+                .select(AccountSummary::as_select())
+                .first(conn)
+                .await
+        }
+        (None, None) => Err(diesel::result::Error::NotFound),
+    }
+}
+
+pub async fn sealed(
+    conn: &mut AsyncPgConnection,
+    tenant_id: &str,
+    id: Uuid,
+) -> QueryResult<Option<SealedAccount>> {
+    ttlock_accounts::table
+        .filter(ttlock_accounts::tenant_id.eq(tenant_id))
+        .filter(ttlock_accounts::id.eq(id))
+        .select(SealedAccount::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn delete(conn: &mut AsyncPgConnection, tenant_id: &str, id: Uuid) -> QueryResult<bool> {
+    let deleted = diesel::delete(ttlock_accounts::table)
+        .filter(ttlock_accounts::tenant_id.eq(tenant_id))
+        .filter(ttlock_accounts::id.eq(id))
+        .execute(conn)
+        .await?;
+    Ok(deleted > 0)
+}

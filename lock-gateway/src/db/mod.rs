@@ -2,6 +2,7 @@
 //! functions over `&mut AsyncPgConnection`.
 
 pub mod accounts;
+pub mod remote_operations;
 pub mod schema;
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};

@@ -20,3 +20,19 @@ diesel::table! {
         update_time -> Timestamptz,
     }
 }
+
+diesel::table! {
+    remote_operations (tenant_id, request_id) {
+        tenant_id -> Text,
+        request_id -> Text,
+        operation -> Text,
+        account_id -> Uuid,
+        lock_id -> Int8,
+        outcome -> Nullable<Text>,
+        errcode -> Int4,
+        latency_ms -> Int8,
+        detail -> Text,
+        create_time -> Timestamptz,
+        finish_time -> Nullable<Timestamptz>,
+    }
+}

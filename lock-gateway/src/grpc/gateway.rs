@@ -6,8 +6,12 @@ use latchkey::pb::gateway::v1::lock_gateway_server::LockGateway;
 use latchkey::pb::timestamp;
 use tonic::{Request, Response, Status};
 
+use secrecy::SecretString;
+
+use crate::accounts::NewAccount;
 use crate::db::accounts;
 use crate::error::Error;
+use crate::remote::Operation;
 use crate::state::AppState;
 
 #[derive(Debug, Clone)]
@@ -21,8 +25,104 @@ impl GatewayApi {
     }
 }
 
+fn account_message(a: accounts::AccountSummary) -> pb::Account {
+    pb::Account {
+        id: a.id.to_string(),
+        name: a.name,
+        base_url: a.base_url,
+        client_id: a.client_id,
+        username: a.username,
+        create_time: Some(timestamp(a.create_time)),
+    }
+}
+
+fn remote_message(outcome: crate::remote::Outcome) -> pb::RemoteOperationResponse {
+    let kind = match outcome.outcome.as_str() {
+        "CONFIRMED" => pb::RemoteOutcome::Confirmed,
+        "FAILED" => pb::RemoteOutcome::Failed,
+        _ => pb::RemoteOutcome::Unconfirmed,
+    };
+    pb::RemoteOperationResponse {
+        outcome: kind as i32,
+        errcode: outcome.errcode,
+        latency_ms: outcome.latency_ms,
+        detail: outcome.detail,
+        replayed: outcome.replayed,
+    }
+}
+
+impl GatewayApi {
+    async fn remote(
+        &self,
+        request: Request<pb::RemoteOperationRequest>,
+        operation: Operation,
+    ) -> Result<Response<pb::RemoteOperationResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        let outcome = crate::remote::run(
+            &self.state,
+            &caller,
+            operation,
+            &request.account_id,
+            request.lock_id,
+            &request.request_id,
+        )
+        .await?;
+        Ok(Response::new(remote_message(outcome)))
+    }
+}
+
 #[tonic::async_trait]
 impl LockGateway for GatewayApi {
+    async fn register_account(
+        &self,
+        request: Request<pb::RegisterAccountRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        let new = NewAccount {
+            name: request.name,
+            base_url: request.base_url,
+            client_id: request.client_id,
+            client_secret: SecretString::from(request.client_secret),
+            username: request.username,
+            password: SecretString::from(request.password),
+            request_id: request.request_id,
+        };
+        let stored = self
+            .state
+            .accounts
+            .register(&self.state.pool, &caller, new)
+            .await?;
+        Ok(Response::new(account_message(stored)))
+    }
+
+    async fn remove_account(
+        &self,
+        request: Request<pb::RemoveAccountRequest>,
+    ) -> Result<Response<pb::RemoveAccountResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        self.state
+            .accounts
+            .remove(&self.state.pool, &caller, &request.get_ref().id)
+            .await?;
+        Ok(Response::new(pb::RemoveAccountResponse {}))
+    }
+
+    async fn remote_unlock(
+        &self,
+        request: Request<pb::RemoteOperationRequest>,
+    ) -> Result<Response<pb::RemoteOperationResponse>, Status> {
+        self.remote(request, Operation::Unlock).await
+    }
+
+    async fn remote_lock(
+        &self,
+        request: Request<pb::RemoteOperationRequest>,
+    ) -> Result<Response<pb::RemoteOperationResponse>, Status> {
+        self.remote(request, Operation::Lock).await
+    }
+
     async fn list_accounts(
         &self,
         request: Request<pb::ListAccountsRequest>,
@@ -33,17 +133,7 @@ impl LockGateway for GatewayApi {
             .await
             .map_err(Error::from)?;
         Ok(Response::new(pb::ListAccountsResponse {
-            accounts: rows
-                .into_iter()
-                .map(|a| pb::Account {
-                    id: a.id.to_string(),
-                    name: a.name,
-                    base_url: a.base_url,
-                    client_id: a.client_id,
-                    username: a.username,
-                    create_time: Some(timestamp(a.create_time)),
-                })
-                .collect(),
+            accounts: rows.into_iter().map(account_message).collect(),
         }))
     }
 }

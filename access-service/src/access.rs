@@ -1,0 +1,374 @@
+//! Access decisions as the API offers them: CheckAccess (decided, recorded, answered),
+//! ExplainAccess (any instant, nothing recorded), the doors a user may open, door
+//! status, and UnlockDoor (decision recorded before the lock is asked to move).
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use latchkey::auth::{Caller, roles};
+use latchkey::error::{ApiError, FieldViolations};
+use latchkey::pagination;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::audit::chain::truncate_to_micros;
+use crate::audit::{AuditAction, AuditEntry};
+use crate::decision::{EvalInput, Outcome, evaluate};
+use crate::error::Result;
+use crate::snapshot::{DoorEntry, TenantSnapshot};
+use crate::state::AppState;
+
+/// Who is asking about which door, how, and from where.
+#[derive(Debug, Default, Clone)]
+pub struct Attempt {
+    pub door_id: String,
+    pub user_id: String,
+    /// The access method's stored name, e.g. "CARD"; empty when not given.
+    pub method: String,
+    pub client_ip: String,
+    pub request_id: String,
+}
+
+/// A decision and what it was about.
+#[derive(Debug)]
+pub struct Decided {
+    pub outcome: Outcome,
+    pub at: DateTime<Utc>,
+    pub time_zone: String,
+    pub door: Option<DoorEntry>,
+    pub user_id: Option<Uuid>,
+}
+
+/// Whether `caller` may ask about users other than themselves.
+fn speaks_for_others(caller: &Caller) -> bool {
+    caller.has_any_role(&[roles::SERVICE, roles::ADMIN])
+}
+
+fn may_explain_others(caller: &Caller) -> bool {
+    caller.has_any_role(&[roles::SERVICE, roles::ADMIN, roles::MANAGER])
+}
+
+/// Checks the shape of an attempt; the door must be a UUID, the method known.
+fn check_attempt(
+    attempt: &Attempt,
+    method_required: bool,
+    violations: &mut FieldViolations,
+) -> Uuid {
+    let door = match Uuid::try_parse(&attempt.door_id) {
+        Ok(id) => id,
+        Err(_) => {
+            violations.add("door_id", "must be a door id (UUID)");
+            Uuid::nil()
+        }
+    };
+    if attempt.user_id.len() > 128 {
+        violations.add("user_id", "must be at most 128 characters");
+    }
+    if method_required && attempt.method.is_empty() {
+        violations.add(
+            "method",
+            "is required: CARD, PIN, MOBILE, MANUAL, API, PASSCODE or REMOTE",
+        );
+    }
+    if !attempt.client_ip.is_empty() && attempt.client_ip.parse::<IpAddr>().is_err() {
+        violations.add("client_ip", "must be an IPv4 or IPv6 address");
+    }
+    pagination::request_id(&attempt.request_id, violations);
+    door
+}
+
+/// The user an attempt is about: the one named, or the caller. Callers other than
+/// SERVICE and ADMIN (or MANAGER when only explaining) may name only themselves.
+fn subject(
+    snapshot: &TenantSnapshot,
+    caller: &Caller,
+    named: &str,
+    others_allowed: bool,
+) -> Result<(String, Option<Uuid>)> {
+    let own = snapshot.resolve_user(&caller.user_id);
+    if named.is_empty() {
+        return Ok((caller.user_id.clone(), own));
+    }
+    let resolved = snapshot.resolve_user(named);
+    if !others_allowed && (resolved.is_none() || resolved != own) && named != caller.user_id {
+        return Err(ApiError::PermissionDenied {
+            reason: "OTHER_USER",
+            message: "only SERVICE and ADMIN callers may ask about other users".to_owned(),
+        }
+        .into());
+    }
+    Ok((named.to_owned(), resolved))
+}
+
+fn decide(
+    snapshot: &TenantSnapshot,
+    door: Uuid,
+    user: Option<Uuid>,
+    at: DateTime<Utc>,
+    explain: bool,
+) -> Decided {
+    let door_entry = snapshot.doors.get(&door);
+    let user_entry = user.and_then(|id| snapshot.users.get(&id));
+    let outcome = evaluate(&EvalInput {
+        tenant_enabled: snapshot.tenant_enabled,
+        door: door_entry.map(|d| &d.view),
+        user: user_entry.map(|u| &u.view),
+        memberships: user
+            .map(|id| snapshot.memberships_of(&id))
+            .unwrap_or_default(),
+        rules: snapshot.rules_of(&door),
+        at,
+        explain,
+    });
+    Decided {
+        outcome,
+        at,
+        time_zone: door_entry.map(|d| d.time_zone.clone()).unwrap_or_default(),
+        door: door_entry.cloned(),
+        user_id: user_entry.map(|u| u.view.id),
+    }
+}
+
+/// The audit entry of a decision.
+fn entry_for(
+    snapshot: &TenantSnapshot,
+    caller: &Caller,
+    attempt: &Attempt,
+    subject: &str,
+    decided: &Decided,
+    unlock: bool,
+) -> AuditEntry {
+    let outcome = &decided.outcome;
+    let action = if outcome.granted {
+        AuditAction::AccessGranted
+    } else {
+        AuditAction::AccessDenied
+    };
+    let mut entry = AuditEntry::new(&caller.tenant_id, &caller.user_id, action, outcome.granted);
+    entry.time = decided.at;
+    entry.door_id = attempt.door_id.clone();
+    if let Some(door) = &decided.door {
+        entry.door_name = door.name.clone();
+        entry.door_type = door.door_type.clone();
+        entry.door_location = door.location.clone();
+    }
+    match decided.user_id.and_then(|id| snapshot.users.get(&id)) {
+        Some(user) => {
+            entry.user_id = user.view.id.to_string();
+            entry.user_name = user.name.clone();
+            entry.user_email = user.email.clone();
+            entry.user_role = user.view.roles.join(",");
+        }
+        None => entry.user_id = subject.to_owned(),
+    }
+    entry.method = attempt.method.clone();
+    entry.reason_code = outcome.reason.as_str().to_owned();
+    entry.reason = outcome.message.clone();
+    if let Some(rule) = &outcome.rule {
+        entry.rule_id = rule.id.to_string();
+        entry.rule_version = rule.version;
+    }
+    entry.client_ip = attempt.client_ip.clone();
+    entry.request_id = attempt.request_id.clone();
+    entry.metadata = json!({
+        "operation": if unlock { "UNLOCK" } else { "CHECK" },
+        "time_zone": decided.time_zone,
+        "valid_until": outcome.valid_until.map(|t| t.to_rfc3339()),
+        "steps": outcome.steps.iter().map(|s| json!({"check": s.check, "passed": s.passed, "detail": s.detail})).collect::<Vec<_>>(),
+    })
+    .to_string();
+    entry
+}
+
+/// Decides now, records the attempt, and answers only once the record is committed.
+pub async fn check(
+    state: &AppState,
+    caller: &Caller,
+    attempt: Attempt,
+    unlock: bool,
+) -> Result<(Decided, i64)> {
+    let mut violations = FieldViolations::default();
+    let door = check_attempt(&attempt, !unlock, &mut violations);
+    if unlock && attempt.request_id.is_empty() {
+        violations.add(
+            "request_id",
+            "is required, so a retried unlock never opens the door twice",
+        );
+    }
+    violations.check()?;
+    let snapshot = state.snapshots.get(&caller.tenant_id).await?;
+    let (subject, user) = subject(
+        &snapshot,
+        caller,
+        &attempt.user_id,
+        speaks_for_others(caller),
+    )?;
+    let decided = decide(&snapshot, door, user, truncate_to_micros(Utc::now()), false);
+    let entry = entry_for(&snapshot, caller, &attempt, &subject, &decided, unlock);
+    let row = state.audit.append(entry).await?;
+    Ok((decided, row.sequence))
+}
+
+/// The same evaluation at `at` with every step; nothing is recorded or actuated.
+pub async fn explain(
+    state: &AppState,
+    caller: &Caller,
+    attempt: Attempt,
+    at: Option<DateTime<Utc>>,
+) -> Result<Decided> {
+    let mut violations = FieldViolations::default();
+    let door = check_attempt(&attempt, false, &mut violations);
+    violations.check()?;
+    let snapshot = state.snapshots.get(&caller.tenant_id).await?;
+    let (_, user) = subject(
+        &snapshot,
+        caller,
+        &attempt.user_id,
+        may_explain_others(caller),
+    )?;
+    Ok(decide(
+        &snapshot,
+        door,
+        user,
+        at.unwrap_or_else(Utc::now),
+        true,
+    ))
+}
+
+/// A door the user may open now, the rule that lets them and until when.
+#[derive(Debug)]
+pub struct Accessible {
+    pub door_id: Uuid,
+    pub door: DoorEntry,
+    pub outcome: Outcome,
+}
+
+pub async fn accessible_doors(
+    state: &AppState,
+    caller: &Caller,
+    user_id: &str,
+    page_size: i32,
+    page_token: &str,
+) -> Result<(Vec<Accessible>, String)> {
+    let mut violations = FieldViolations::default();
+    let size = usize::try_from(pagination::page_size(page_size, &mut violations)).unwrap_or(50);
+    let after = pagination::decode_uuid_token(page_token, &mut violations);
+    if user_id.len() > 128 {
+        violations.add("user_id", "must be at most 128 characters");
+    }
+    violations.check()?;
+    let snapshot = state.snapshots.get(&caller.tenant_id).await?;
+    let (_, user) = subject(&snapshot, caller, user_id, may_explain_others(caller))?;
+    let now = Utc::now();
+    let start = after.map_or(0, |after| {
+        snapshot.door_order.partition_point(|id| *id <= after)
+    });
+    let mut found = Vec::new();
+    let mut next = String::new();
+    for id in &snapshot.door_order[start..] {
+        if found.len() == size {
+            // Another page exists only if some later door is open to the user; the
+            // token resumes after the last door examined.
+            next = found
+                .last()
+                .map(|a: &Accessible| pagination::encode_uuid_token(a.door_id))
+                .unwrap_or_default();
+            break;
+        }
+        let decided = decide(&snapshot, *id, user, now, false);
+        if decided.outcome.granted
+            && let Some(door) = decided.door
+        {
+            found.push(Accessible {
+                door_id: *id,
+                door,
+                outcome: decided.outcome,
+            });
+        }
+    }
+    Ok((found, next))
+}
+
+pub async fn door_status(state: &AppState, caller: &Caller, door_id: &str) -> Result<DoorEntry> {
+    let mut violations = FieldViolations::default();
+    let id = crate::directory::parse_id("door_id", door_id, &mut violations);
+    violations.check()?;
+    let snapshot = state.snapshots.get(&caller.tenant_id).await?;
+    snapshot
+        .doors
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("door", door_id).into())
+}
+
+/// What happened at the lock after an unlock decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnlockResult {
+    Unlocked,
+    NotAttemptedDenied,
+    NoLock,
+    Failed,
+    Unconfirmed,
+}
+
+/// An unlock: the decision is recorded first; only a granted decision on a door with a
+/// lock reaches lock-gateway, with the caller's request id so a retry never opens the
+/// door twice; the outcome is recorded after.
+pub async fn unlock(
+    state: &AppState,
+    caller: &Caller,
+    attempt: Attempt,
+) -> Result<(Decided, i64, UnlockResult, String, i64)> {
+    let (decided, sequence) = check(state, caller, attempt.clone(), true).await?;
+    if !decided.outcome.granted {
+        return Ok((
+            decided,
+            sequence,
+            UnlockResult::NotAttemptedDenied,
+            "access denied; nothing was sent to the lock".to_owned(),
+            0,
+        ));
+    }
+    let Some(door) = decided.door.clone() else {
+        return Ok((decided, sequence, UnlockResult::NoLock, String::new(), 0));
+    };
+    let (result, detail) = match door.lock {
+        None => (
+            UnlockResult::NoLock,
+            "the door has no lock; the decision stands and nothing was actuated".to_owned(),
+        ),
+        Some((account, lock_id)) => {
+            state
+                .gateway
+                .remote_unlock(&caller.tenant_id, account, lock_id, &attempt.request_id)
+                .await
+        }
+    };
+    let mut entry = AuditEntry::new(
+        &caller.tenant_id,
+        &caller.user_id,
+        if result == UnlockResult::Unlocked {
+            AuditAction::Unlock
+        } else {
+            AuditAction::UnlockFailed
+        },
+        result == UnlockResult::Unlocked,
+    );
+    entry.door_id = attempt.door_id.clone();
+    entry.door_name = door.name.clone();
+    entry.door_type = door.door_type.clone();
+    entry.door_location = door.location.clone();
+    entry.user_id = decided.user_id.map(|u| u.to_string()).unwrap_or_default();
+    entry.method = if attempt.method.is_empty() {
+        "REMOTE".to_owned()
+    } else {
+        attempt.method.clone()
+    };
+    entry.reason_code = format!("{result:?}").to_uppercase();
+    entry.reason = detail.clone();
+    entry.client_ip = attempt.client_ip;
+    entry.request_id = attempt.request_id;
+    entry.metadata = json!({"decision_sequence": sequence}).to_string();
+    let outcome_row = state.audit.append(entry).await?;
+    Ok((decided, sequence, result, detail, outcome_row.sequence))
+}

@@ -1,0 +1,263 @@
+//! Reading one tenant's access data from PostgreSQL into a [`TenantSnapshot`].
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::{DoorEntry, TenantSnapshot, UserEntry};
+use crate::db::schema::{doors, memberships, properties, rule_users, rules, tenants, users};
+use crate::decision::{
+    DoorKind, DoorRules, DoorView, MembershipState, MembershipView, RuleView, Slot, UserView,
+};
+
+/// A stored weekly slot, as `rules.time_slots` holds it.
+#[derive(Debug, serde::Deserialize)]
+struct StoredSlot {
+    day_of_week: i32,
+    start: String,
+    end: String,
+}
+
+pub fn door_kind(name: &str) -> DoorKind {
+    match name {
+        "ENTRANCE" => DoorKind::Entrance,
+        "FACILITY" => DoorKind::Facility,
+        "ROOM" => DoorKind::Room,
+        "UNIT" => DoorKind::Unit,
+        "GATE" => DoorKind::Gate,
+        _ => DoorKind::Other,
+    }
+}
+
+fn membership_state(name: &str) -> MembershipState {
+    match name {
+        "ACTIVE" => MembershipState::Active,
+        "FROZEN" => MembershipState::Frozen,
+        "SUSPENDED" => MembershipState::Suspended,
+        _ => MembershipState::Cancelled,
+    }
+}
+
+fn zone(name: &str) -> Tz {
+    Tz::from_str(name).unwrap_or(Tz::UTC)
+}
+
+type DoorRow = (
+    Uuid,
+    Uuid,
+    String,
+    String,
+    String,
+    Option<String>,
+    bool,
+    Option<Uuid>,
+    Option<i64>,
+    String,
+    Option<DateTime<Utc>>,
+);
+type UserRow = (Uuid, Option<String>, String, String, Vec<String>, bool);
+type MembershipRow = (Uuid, String, DateTime<Utc>, Option<DateTime<Utc>>);
+type RuleRow = (
+    Uuid,
+    Uuid,
+    String,
+    i64,
+    bool,
+    Vec<String>,
+    serde_json::Value,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+);
+
+/// Loads everything decisions for `tenant` need, in one repeatable-read transaction so
+/// the parts agree with each other.
+pub async fn tenant(conn: &mut AsyncPgConnection, tenant_id: &str) -> QueryResult<TenantSnapshot> {
+    conn.build_transaction()
+        .read_only()
+        .repeatable_read()
+        .run(async |conn| load(conn, tenant_id).await)
+        .await
+}
+
+async fn load(conn: &mut AsyncPgConnection, tenant_id: &str) -> QueryResult<TenantSnapshot> {
+    let settings: Option<(bool, String)> = tenants::table
+        .find(tenant_id)
+        .select((tenants::door_access_enabled, tenants::default_time_zone))
+        .first(conn)
+        .await
+        .optional()?;
+    let (enabled, default_zone) = settings.unwrap_or((true, "UTC".to_owned()));
+    let property_zones: HashMap<Uuid, String> = properties::table
+        .filter(properties::tenant_id.eq(tenant_id))
+        .select((properties::id, properties::time_zone))
+        .load::<(Uuid, String)>(conn)
+        .await?
+        .into_iter()
+        .collect();
+
+    let door_rows: Vec<DoorRow> = doors::table
+        .filter(doors::tenant_id.eq(tenant_id))
+        .select((
+            doors::id,
+            doors::property_id,
+            doors::name,
+            doors::door_type,
+            doors::location,
+            doors::time_zone,
+            doors::active,
+            doors::lock_account_id,
+            doors::lock_id,
+            doors::status,
+            doors::status_time,
+        ))
+        .order(doors::id.asc())
+        .load(conn)
+        .await?;
+
+    let user_rows: Vec<UserRow> = users::table
+        .filter(users::tenant_id.eq(tenant_id))
+        .select((
+            users::id,
+            users::external_id,
+            users::name,
+            users::email,
+            users::roles,
+            users::active,
+        ))
+        .load(conn)
+        .await?;
+
+    let membership_rows: Vec<MembershipRow> = memberships::table
+        .filter(memberships::tenant_id.eq(tenant_id))
+        .select((
+            memberships::user_id,
+            memberships::status,
+            memberships::start_time,
+            memberships::end_time,
+        ))
+        .load(conn)
+        .await?;
+
+    let rule_rows: Vec<RuleRow> = rules::table
+        .filter(rules::tenant_id.eq(tenant_id))
+        .select((
+            rules::id,
+            rules::door_id,
+            rules::name,
+            rules::version,
+            rules::active,
+            rules::roles,
+            rules::time_slots,
+            rules::valid_from,
+            rules::valid_until,
+        ))
+        .load(conn)
+        .await?;
+
+    let mut grants: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+    for (rule_id, user_id) in rule_users::table
+        .filter(rule_users::tenant_id.eq(tenant_id))
+        .select((rule_users::rule_id, rule_users::user_id))
+        .load::<(Uuid, Uuid)>(conn)
+        .await?
+    {
+        grants.entry(rule_id).or_default().push(user_id);
+    }
+
+    let mut snapshot = TenantSnapshot {
+        tenant_enabled: enabled,
+        ..TenantSnapshot::default()
+    };
+    for (
+        id,
+        property_id,
+        name,
+        door_type,
+        location,
+        time_zone,
+        active,
+        account,
+        lock_id,
+        status,
+        status_time,
+    ) in door_rows
+    {
+        let zone_name = time_zone
+            .or_else(|| property_zones.get(&property_id).cloned())
+            .unwrap_or_else(|| default_zone.clone());
+        snapshot.door_order.push(id);
+        snapshot.doors.insert(
+            id,
+            DoorEntry {
+                view: DoorView {
+                    id,
+                    active,
+                    kind: door_kind(&door_type),
+                    tz: zone(&zone_name),
+                },
+                property_id,
+                name,
+                door_type,
+                location,
+                time_zone: zone_name,
+                lock: account.zip(lock_id),
+                status,
+                status_time,
+            },
+        );
+    }
+    for (id, external_id, name, email, roles, active) in user_rows {
+        if let Some(external) = &external_id {
+            snapshot.users_by_external_id.insert(external.clone(), id);
+        }
+        snapshot.users.insert(
+            id,
+            UserEntry {
+                view: UserView { id, active, roles },
+                external_id,
+                name,
+                email,
+            },
+        );
+    }
+    for (user_id, status, start, end) in membership_rows {
+        snapshot
+            .memberships
+            .entry(user_id)
+            .or_default()
+            .push(MembershipView {
+                status: membership_state(&status),
+                start,
+                end,
+            });
+    }
+    let mut by_door: HashMap<Uuid, Vec<RuleView>> = HashMap::new();
+    for (id, door_id, name, version, active, roles, slots, valid_from, valid_until) in rule_rows {
+        let stored: Vec<StoredSlot> = serde_json::from_value(slots).unwrap_or_default();
+        let slots = stored
+            .iter()
+            .filter_map(|s| Slot::parse(s.day_of_week, &s.start, &s.end).ok())
+            .collect();
+        by_door.entry(door_id).or_default().push(RuleView {
+            id,
+            name,
+            version,
+            active,
+            user_ids: grants.remove(&id).unwrap_or_default(),
+            roles,
+            slots,
+            valid_from,
+            valid_until,
+        });
+    }
+    snapshot.rules = by_door
+        .into_iter()
+        .map(|(door, rules)| (door, DoorRules::build(rules)))
+        .collect();
+    Ok(snapshot)
+}

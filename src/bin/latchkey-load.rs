@@ -1,0 +1,297 @@
+#![allow(clippy::print_stdout)]
+//! Load generator: drives `CheckAccess` against a running access-service at a given
+//! concurrency for a given time, then the same with health `Check` on the same server
+//! as the baseline, and prints throughput, latency percentiles, errors and the ratio.
+//!
+//! `--seed-rules N` first creates a property, a door, a member and N rules in the
+//! token's tenant (one granting the member, the rest for other roles), so the cost of a
+//! large tenant can be compared with a small one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use latchkey::pb::access::v1 as pb;
+use latchkey::pb::access::v1::access_service_client::AccessServiceClient;
+use latchkey::pb::access::v1::directory_service_client::DirectoryServiceClient;
+use latchkey::pb::access::v1::rule_service_client::RuleServiceClient;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "latchkey-load",
+    about = "CheckAccess load generator with a health Check baseline"
+)]
+struct Args {
+    /// access-service URL.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    target: String,
+    /// ADMIN bearer token of the tenant to load.
+    #[arg(long, env = "LATCHKEY_TOKEN")]
+    token: String,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Seconds per phase.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// HTTP/2 connections to spread the load over.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Rules to create before the run (0: use --door and --user as given).
+    #[arg(long, default_value_t = 10)]
+    seed_rules: usize,
+    #[arg(long, default_value = "")]
+    door: String,
+    #[arg(long, default_value = "")]
+    user: String,
+    /// Skip the health Check baseline.
+    #[arg(long)]
+    no_baseline: bool,
+}
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn authorized<T>(token: &MetadataValue<tonic::metadata::Ascii>, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", token.clone());
+    request
+}
+
+/// Creates a property, an ENTRANCE-free door (ROOM: no membership needed), a member and
+/// `rules` rules on the door; returns the door and user ids.
+async fn seed(
+    channel: Channel,
+    token: &MetadataValue<tonic::metadata::Ascii>,
+    rules: usize,
+) -> Result<(String, String)> {
+    let mut directory = DirectoryServiceClient::new(channel.clone());
+    let mut rule_service = RuleServiceClient::new(channel);
+    let property = directory
+        .create_property(authorized(
+            token,
+            pb::CreatePropertyRequest {
+                property: Some(pb::Property {
+                    name: "Load test".into(),
+                    time_zone: "Europe/Madrid".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await?
+        .into_inner();
+    let door = directory
+        .create_door(authorized(
+            token,
+            pb::CreateDoorRequest {
+                door: Some(pb::Door {
+                    property_id: property.id,
+                    name: "Load door".into(),
+                    r#type: pb::DoorType::Room as i32,
+                    active: true,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await?
+        .into_inner();
+    let user = directory
+        .create_user(authorized(
+            token,
+            pb::CreateUserRequest {
+                user: Some(pb::User {
+                    name: "Load member".into(),
+                    roles: vec!["member".into()],
+                    active: true,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await?
+        .into_inner();
+    let started = Instant::now();
+    for i in 0..rules {
+        let granting = i == rules / 2;
+        rule_service
+            .create_rule(authorized(
+                token,
+                pb::CreateRuleRequest {
+                    rule: Some(pb::Rule {
+                        door_id: door.id.clone(),
+                        name: format!("rule {i}"),
+                        user_ids: if granting {
+                            vec![user.id.clone()]
+                        } else {
+                            Vec::new()
+                        },
+                        roles: if granting {
+                            Vec::new()
+                        } else {
+                            vec![format!("role-{i}")]
+                        },
+                        time_slots: Vec::new(),
+                        active: true,
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                },
+            ))
+            .await?;
+    }
+    eprintln!(
+        "seeded {rules} rules in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok((door.id, user.id))
+}
+
+#[derive(Debug, Default)]
+struct Phase {
+    latencies_us: Vec<u64>,
+    errors: u64,
+    elapsed: Duration,
+}
+
+impl Phase {
+    fn report(&mut self, name: &str) -> f64 {
+        self.latencies_us.sort_unstable();
+        let n = self.latencies_us.len();
+        let pct = |p: f64| {
+            if n == 0 {
+                0.0
+            } else {
+                let index = ((n as f64 * p).ceil() as usize).clamp(1, n) - 1;
+                self.latencies_us[index] as f64 / 1000.0
+            }
+        };
+        let throughput = n as f64 / self.elapsed.as_secs_f64();
+        println!(
+            "{name:<12} {throughput:>10.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms  ok {n}  errors {}",
+            pct(0.50),
+            pct(0.99),
+            pct(0.999),
+            self.errors
+        );
+        throughput
+    }
+}
+
+async fn drive<F, Fut>(concurrency: usize, duration: Duration, call: F) -> Phase
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let call = Arc::new(call);
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for worker in 0..concurrency {
+        let (call, stop, errors) = (Arc::clone(&call), Arc::clone(&stop), Arc::clone(&errors));
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(1 << 16);
+            while !stop.load(Ordering::Relaxed) {
+                let begin = Instant::now();
+                if call(worker).await {
+                    latencies.push(u64::try_from(begin.elapsed().as_micros()).unwrap_or(u64::MAX));
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            latencies
+        }));
+    }
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut phase = Phase::default();
+    for worker in workers {
+        if let Ok(latencies) = worker.await {
+            phase.latencies_us.extend(latencies);
+        }
+    }
+    phase.elapsed = started.elapsed();
+    phase.errors = errors.load(Ordering::Relaxed);
+    phase
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let token: MetadataValue<tonic::metadata::Ascii> = format!("Bearer {}", args.token).parse()?;
+    let mut channels = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        channels.push(
+            Endpoint::from_shared(args.target.clone())?
+                .tcp_nodelay(true)
+                .connect()
+                .await?,
+        );
+    }
+    let (door, user) = if args.seed_rules > 0 {
+        seed(channels[0].clone(), &token, args.seed_rules).await?
+    } else {
+        (args.door.clone(), args.user.clone())
+    };
+    let duration = Duration::from_secs(args.duration);
+    println!(
+        "target {}  concurrency {}  duration {}s  connections {}",
+        args.target,
+        args.concurrency,
+        args.duration,
+        channels.len()
+    );
+
+    let clients: Vec<AccessServiceClient<Channel>> = channels
+        .iter()
+        .cloned()
+        .map(AccessServiceClient::new)
+        .collect();
+    let (check_token, check_door, check_user) = (token.clone(), door.clone(), user.clone());
+    let mut check = drive(args.concurrency, duration, move |worker| {
+        let mut client = clients[worker % clients.len()].clone();
+        let request = authorized(&check_token, pb::CheckAccessRequest {
+            door_id: check_door.clone(),
+            user_id: check_user.clone(),
+            method: pb::AccessMethod::Card as i32,
+            client_ip: "127.0.0.1".into(),
+            request_id: String::new(),
+        });
+        async move {
+            matches!(client.check_access(request).await, Ok(r) if r.get_ref().decision.as_ref().is_some_and(|d| d.granted))
+        }
+    })
+    .await;
+    let check_rate = check.report("CheckAccess");
+
+    if !args.no_baseline {
+        let health: Vec<HealthClient<Channel>> =
+            channels.iter().cloned().map(HealthClient::new).collect();
+        let mut baseline = drive(args.concurrency, duration, move |worker| {
+            let mut client = health[worker % health.len()].clone();
+            async move {
+                client
+                    .check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .is_ok()
+            }
+        })
+        .await;
+        let baseline_rate = baseline.report("health.Check");
+        println!(
+            "ratio        CheckAccess / health.Check = {:.1}%",
+            100.0 * check_rate / baseline_rate.max(1.0)
+        );
+    }
+    Ok(())
+}
