@@ -33,7 +33,7 @@ pub use index::DoorRules;
 pub use schedule::{Slot, SlotError};
 
 use index::IndexedRule;
-use schedule::{Times, format_pos, next_change, week_minute};
+use schedule::{Probe, Times, at_week_minute, first_start, format_pos, next_change, week_minute};
 
 /// How far ahead a denial looks for the next slot start; a week and a day covers every
 /// weekly slot whatever weekday `at` falls on.
@@ -464,37 +464,33 @@ fn decide_by_rules(
     let (rules, at, explain) = (input.rules, input.at, input.explain);
     let wall = at.with_timezone(&door.tz).naive_local();
     let pos = week_minute(wall);
+    let limit = plus_lookahead(at);
+    // Valid now and through the whole look-ahead: such rules share one search for the
+    // next start, seeded by the week minutes noted in this pass.
+    let open = |rule: &IndexedRule| {
+        rule.valid_at(at) && rule.view.valid_until.is_none_or(|until| until >= limit)
+    };
 
     let mut named = false;
     let mut valid = false;
-    let direct = rules
-        .for_user(&user.id)
-        .iter()
-        .map(|&i| (i, AccessKind::UserSpecific));
-    let by_role = user.roles.iter().flat_map(|role| {
-        rules
-            .for_role(role)
-            .iter()
-            .map(|&i| (i, AccessKind::RoleBased))
-    });
-    for (i, kind) in direct.chain(by_role) {
+    let mut first_open: Option<u32> = None;
+    let mut any_open = false;
+    for (i, kind) in candidates(rules, user) {
         let Some(rule) = rules.rule(i) else { continue };
         named = true;
         if !rule.valid_at(at) {
             continue;
         }
         valid = true;
-        if rule.times.covers(pos) {
-            return grant(input, door, rule, kind, pos, membership_end, steps);
+        match rule.times.probe(pos) {
+            Probe::Covers => return grant(input, door, rule, kind, pos, membership_end, steps),
+            Probe::Opens(start) if open(rule) => {
+                any_open = true;
+                first_open = Some(first_open.map_or(start, |f| f.min(start)));
+            }
+            Probe::Opens(_) | Probe::Never => any_open |= open(rule),
         }
     }
-
-    let mut candidates: Vec<usize> = rules.for_user(&user.id).to_vec();
-    for role in &user.roles {
-        candidates.extend_from_slice(rules.for_role(role));
-    }
-    candidates.sort_unstable();
-    candidates.dedup();
 
     if !named {
         let text = detail(explain, "none name the user", || {
@@ -507,14 +503,34 @@ fn decide_by_rules(
         return Outcome::denied(Reason::NoMatchingRule, steps, None);
     }
     let text = detail(explain, "rules name the user", || {
-        format!(
-            "{} active rules name the user or their roles",
-            candidates.len()
-        )
+        let mut named: Vec<usize> = candidates(rules, user).map(|(i, _)| i).collect();
+        named.sort_unstable();
+        named.dedup();
+        format!("{} active rules name the user or their roles", named.len())
     });
     steps.push(step(CHECK_RULES, true, text));
 
-    let next = next_grant(input, door, &candidates);
+    // The open rules' next start, from the first pass while the clock is where it was
+    // at `at`; after an offset change, from their slots again.
+    let next_open = if any_open {
+        next_change(door.tz, at, limit, |w| {
+            if w == wall {
+                at_week_minute(wall, first_open?)
+            } else {
+                let open_rules = candidates(rules, user)
+                    .filter_map(|(i, _)| rules.rule(i))
+                    .filter(|r| open(r));
+                first_start(open_rules.map(|r| &r.times), w)
+            }
+        })
+    } else {
+        None
+    };
+    let rest = candidates(rules, user)
+        .filter_map(|(i, _)| rules.rule(i))
+        .filter(|r| !open(r));
+    let next = earliest(next_open, next_grant(at, door.tz, rest));
+
     let reason = if valid {
         steps.push(step(CHECK_VALIDITY, true, "within validity".to_owned()));
         let text = detail(explain, "no slot covers now", || {
@@ -533,16 +549,35 @@ fn decide_by_rules(
     outcome
 }
 
-/// The earliest instant after `at` at which one of the candidate rules applies within its
-/// validity, each searched from its own start for [`LOOKAHEAD_DAYS`] days.
-fn next_grant(
-    input: &EvalInput<'_>,
-    door: &DoorView,
-    candidates: &[usize],
+/// The rules naming the user, user-specific first. A rule reached twice (through two
+/// roles, or the user and a role) appears twice; no caller minds.
+fn candidates<'a>(
+    rules: &'a DoorRules,
+    user: &'a UserView,
+) -> impl Iterator<Item = (usize, AccessKind)> + 'a {
+    let direct = rules
+        .for_user(&user.id)
+        .iter()
+        .map(|&i| (i, AccessKind::UserSpecific));
+    let by_role = user.roles.iter().flat_map(move |role| {
+        rules
+            .for_role(role)
+            .iter()
+            .map(|&i| (i, AccessKind::RoleBased))
+    });
+    direct.chain(by_role)
+}
+
+/// The earliest instant after `at` at which one of `rules` (those not valid throughout
+/// the look-ahead) applies within its validity, each searched from its own start for
+/// [`LOOKAHEAD_DAYS`] days.
+fn next_grant<'a>(
+    at: DateTime<Utc>,
+    tz: Tz,
+    rules: impl Iterator<Item = &'a IndexedRule>,
 ) -> Option<DateTime<Utc>> {
-    let at = input.at;
     let mut next = None;
-    for rule in candidates.iter().filter_map(|&i| input.rules.rule(i)) {
+    for rule in rules {
         let from = rule.view.valid_from.map_or(at, |from| from.max(at));
         let limit = plus_lookahead(from);
         let limit = rule
@@ -552,7 +587,7 @@ fn next_grant(
         let start = match &rule.times {
             // Not covering now, so it is not yet valid and starts with its validity.
             Times::Always => (from > at && from < limit).then_some(from),
-            times => next_change(door.tz, from, limit, |wall| times.start_from(wall)),
+            times => next_change(tz, from, limit, |wall| times.start_from(wall)),
         };
         next = earliest(next, start);
     }

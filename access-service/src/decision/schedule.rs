@@ -117,6 +117,17 @@ fn parse_hhmm(s: &str) -> Option<u16> {
     (hours <= 24 && minutes < 60).then_some(hours * 60 + minutes)
 }
 
+/// Where a week minute stands against a rule's slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Probe {
+    Covers,
+    /// Not covered; the next start, in minutes from the start of the week (past 10080
+    /// when it is next week).
+    Opens(u32),
+    /// No valid slot at all.
+    Never,
+}
+
 /// When a rule applies within the week.
 #[derive(Debug, Clone)]
 pub(crate) enum Times {
@@ -160,6 +171,24 @@ impl Times {
         Times::Weekly(spans)
     }
 
+    /// Whether the rule applies at `pos` and, if not, when it next starts.
+    pub(crate) fn probe(&self, pos: u16) -> Probe {
+        let Times::Weekly(spans) = self else {
+            return Probe::Covers;
+        };
+        for &(start, end) in spans {
+            if start > pos {
+                return Probe::Opens(u32::from(start));
+            }
+            if pos < end {
+                return Probe::Covers;
+            }
+        }
+        spans.first().map_or(Probe::Never, |&(start, _)| {
+            Probe::Opens(u32::from(MINUTES_PER_WEEK) + u32::from(start))
+        })
+    }
+
     pub(crate) fn covers(&self, pos: u16) -> bool {
         match self {
             Times::Always => true,
@@ -190,19 +219,6 @@ impl Times {
         Some(u32::from(end))
     }
 
-    /// The next start after the uncovered `pos`, in minutes from the start of its week.
-    fn next_start(&self, pos: u16) -> Option<u32> {
-        let Times::Weekly(spans) = self else {
-            return None;
-        };
-        match spans.iter().find(|(start, _)| *start > pos) {
-            Some(&(start, _)) => Some(u32::from(start)),
-            None => spans
-                .first()
-                .map(|&(start, _)| u32::from(MINUTES_PER_WEEK) + u32::from(start)),
-        }
-    }
-
     /// The first wall-clock time from `wall` on at which the rule stops applying.
     pub(crate) fn end_from(&self, wall: NaiveDateTime) -> Option<NaiveDateTime> {
         let pos = week_minute(wall);
@@ -214,11 +230,7 @@ impl Times {
 
     /// The first wall-clock time from `wall` on at which the rule applies.
     pub(crate) fn start_from(&self, wall: NaiveDateTime) -> Option<NaiveDateTime> {
-        let pos = week_minute(wall);
-        if self.covers(pos) {
-            return Some(wall);
-        }
-        week_start(wall)?.checked_add_signed(TimeDelta::minutes(i64::from(self.next_start(pos)?)))
+        first_start(std::iter::once(self), wall)
     }
 
     /// The slot-shaped description of the stretch covering `pos`, for explanations.
@@ -232,6 +244,28 @@ impl Times {
                 .unwrap_or_else(|| "no slot".to_owned()),
         }
     }
+}
+
+/// The first wall-clock time from `wall` on at which any of `times` applies.
+pub(crate) fn first_start<'a>(
+    times: impl Iterator<Item = &'a Times>,
+    wall: NaiveDateTime,
+) -> Option<NaiveDateTime> {
+    let pos = week_minute(wall);
+    let mut first: Option<u32> = None;
+    for times in times {
+        match times.probe(pos) {
+            Probe::Covers => return Some(wall),
+            Probe::Opens(start) => first = Some(first.map_or(start, |f| f.min(start))),
+            Probe::Never => {}
+        }
+    }
+    at_week_minute(wall, first?)
+}
+
+/// The wall-clock time `minutes` after Sunday 00:00 of `wall`'s week.
+pub(crate) fn at_week_minute(wall: NaiveDateTime, minutes: u32) -> Option<NaiveDateTime> {
+    week_start(wall)?.checked_add_signed(TimeDelta::minutes(i64::from(minutes)))
 }
 
 /// Minutes since Sunday 00:00 of a wall-clock time.

@@ -924,3 +924,49 @@ fn many_rules_only_the_named_ones_decide() {
         Some(local(MADRID, 2026, 1, 4, 10, 0)),
     );
 }
+
+#[test]
+fn denial_waits_for_the_earliest_candidate() {
+    // Saturdays 10:00-12:00 throughout; weekdays 09:00-18:00 until Wednesday 00:00; and
+    // Thursday 13:00-14:00 from Thursday 12:00, one by role (Madrid, January 2026).
+    let ends = local(MADRID, 2026, 1, 7, 0, 0);
+    let starts = local(MADRID, 2026, 1, 8, 12, 0);
+    let mut without_saturday = Vec::new();
+    let mut f = Fixture::new(MADRID, &["crew"], |u| {
+        let mut weekdays = rule("weekdays", &[u], &[], weekdays("09:00", "18:00"));
+        weekdays.valid_until = Some(ends);
+        let mut thursday = rule("thursday", &[], &["crew"], vec![slot(4, "13:00", "14:00")]);
+        thursday.valid_from = Some(starts);
+        without_saturday = vec![weekdays.clone(), thursday.clone()];
+        vec![
+            rule("saturday", &[u], &[], vec![slot(6, "10:00", "12:00")]),
+            weekdays,
+            thursday,
+        ]
+    });
+    // Monday evening: the weekday rule opens again on Tuesday.
+    assert_denied(
+        &f.at(local(MADRID, 2026, 1, 5, 20, 0)),
+        Reason::OutsideTimeSlot,
+        Some(local(MADRID, 2026, 1, 6, 9, 0)),
+    );
+    // Tuesday evening: the weekday rule ends before it would open; Thursday's comes first.
+    assert_denied(
+        &f.at(local(MADRID, 2026, 1, 6, 20, 0)),
+        Reason::OutsideTimeSlot,
+        Some(local(MADRID, 2026, 1, 8, 13, 0)),
+    );
+    // Friday evening: only Saturday's remains this week.
+    assert_denied(
+        &f.at(local(MADRID, 2026, 1, 9, 20, 0)),
+        Reason::OutsideTimeSlot,
+        Some(local(MADRID, 2026, 1, 10, 10, 0)),
+    );
+    // Without the Saturday rule, Friday evening waits for next Thursday.
+    f.rules = DoorRules::build(without_saturday);
+    assert_denied(
+        &f.at(local(MADRID, 2026, 1, 9, 20, 0)),
+        Reason::OutsideTimeSlot,
+        Some(local(MADRID, 2026, 1, 15, 13, 0)),
+    );
+}
