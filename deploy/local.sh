@@ -71,10 +71,23 @@ if [ -z "${JWT_SECRET:-}" ]; then
 fi
 export JWT_SECRET
 
+# A key sealing TTLock credentials at rest, kept across runs like the JWT secret.
+if [ -z "${GATEWAY_ENCRYPTION_KEY:-}" ]; then
+  [ -s "$state/gateway_key" ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$state/gateway_key"
+  GATEWAY_ENCRYPTION_KEY=$(cat "$state/gateway_key")
+fi
+export GATEWAY_ENCRYPTION_KEY
+
 # 3. Build and start.
 if [ "$PROFILE" = release ]; then cargo build --release --workspace --bins; else cargo build --workspace --bins; fi
 bin="$root/target/$PROFILE"
 
+# With no real TTLock account to use, the TTLock simulator stands in for the cloud.
+SIM_ADDR=${SIM_ADDR:-127.0.0.1:8089}
+if [ -z "${NO_TTLOCK_SIM:-}" ]; then
+  "$bin/ttlock-sim" --addr "$SIM_ADDR" 2>"$state/ttlock-sim.log" &
+  pids+=($!)
+fi
 GRPC_ADDR=$GATEWAY_ADDR "$bin/lock-gateway" serve --migrate &
 pids+=($!)
 GRPC_ADDR=$ACCESS_ADDR LOCK_GATEWAY_URL="http://$GATEWAY_ADDR" "$bin/access-service" serve --migrate &
@@ -101,6 +114,8 @@ Try it:
     $ACCESS_ADDR latchkey.access.v1.DirectoryService/CreateProperty
   grpcurl -plaintext $ACCESS_ADDR list
 
-Ctrl-C stops both services${private_pg:+ and the private PostgreSQL}.
+TTLock: ${NO_TTLOCK_SIM:+your own account (register it through lock-gateway's RegisterAccount)}${NO_TTLOCK_SIM:-the simulator on http://$SIM_ADDR; its seeded accounts are in .local/ttlock-sim.log}
+
+Ctrl-C stops everything${private_pg:+, the private PostgreSQL included}.
 TXT
 wait -n "${pids[@]}"

@@ -483,3 +483,52 @@ async fn stats_and_failure_bursts_with_live_flagging() {
         .collect();
     assert_eq!(fields, ["window_minutes", "threshold"]);
 }
+
+#[tokio::test]
+async fn the_retention_job_purges_old_rows_and_the_chain_still_verifies() {
+    let db = common::database().await;
+    let now = chrono::Utc::now();
+    let mut old = entries("t1", 4);
+    for entry in &mut old {
+        entry.time =
+            access_service::audit::chain::truncate_to_micros(now - chrono::Duration::days(500));
+    }
+    append_all(&db, old).await;
+    append_all(&db, entries("t1", 3)).await;
+    let mut config = common::config(db.url());
+    config.audit_retention_days = 365;
+    let server = common::start(config).await;
+    let mut client = AuditServiceClient::new(server.channel().await);
+    let admin = token("t1", "adm", &["ADMIN"]);
+    let mut remaining = Vec::new();
+    for _ in 0..250 {
+        remaining = client
+            .query_access_logs(authorized(
+                QueryAccessLogsRequest {
+                    page_size: 100,
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .logs;
+        if remaining
+            .iter()
+            .any(|l| l.action == latchkey::pb::access::v1::AuditAction::LogsPurged as i32)
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let sequences: Vec<i64> = remaining.iter().map(|l| l.sequence).collect();
+    assert_eq!(
+        sequences,
+        [8, 7, 6, 5],
+        "the purge record and the three recent rows"
+    );
+    let (valid, _, checked) = verify(&mut client, &admin).await;
+    assert!(valid);
+    assert_eq!(checked, 4);
+}

@@ -23,6 +23,8 @@ pub fn config(database_url: &str) -> Config {
     config.db.db_pool_wait_timeout_ms = 1000;
     // Nothing listens here: calls that reach for lock-gateway fail fast.
     config.lock_gateway_url = "http://127.0.0.1:9".to_owned();
+    // Tests that purge do it themselves; the retention job has a test of its own.
+    config.audit_retention_days = 0;
     config
 }
 
