@@ -72,8 +72,78 @@ impl GatewayApi {
     }
 }
 
+/// The stream `WatchDeviceEvents` answers with.
+pub type DeviceEventStream = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<pb::DeviceEvent, Status>> + Send + 'static>,
+>;
+
 #[tonic::async_trait]
 impl LockGateway for GatewayApi {
+    type WatchDeviceEventsStream = DeviceEventStream;
+
+    async fn sync_locks(
+        &self,
+        request: Request<pb::SyncLocksRequest>,
+    ) -> Result<Response<pb::SyncLocksResponse>, Status> {
+        super::locks::sync_locks(&self.state, request).await
+    }
+
+    async fn list_locks(
+        &self,
+        request: Request<pb::ListLocksRequest>,
+    ) -> Result<Response<pb::ListLocksResponse>, Status> {
+        super::locks::list_locks(&self.state, request).await
+    }
+
+    async fn get_lock(
+        &self,
+        request: Request<pb::GetLockRequest>,
+    ) -> Result<Response<pb::Lock>, Status> {
+        super::locks::get_lock(&self.state, request).await
+    }
+
+    async fn create_passcode(
+        &self,
+        request: Request<pb::CreatePasscodeRequest>,
+    ) -> Result<Response<pb::PasscodeResult>, Status> {
+        super::passcodes::create_passcode(&self.state, request).await
+    }
+
+    async fn change_passcode(
+        &self,
+        request: Request<pb::ChangePasscodeRequest>,
+    ) -> Result<Response<pb::PasscodeResult>, Status> {
+        super::passcodes::change_passcode(&self.state, request).await
+    }
+
+    async fn delete_passcode(
+        &self,
+        request: Request<pb::DeletePasscodeRequest>,
+    ) -> Result<Response<pb::PasscodeResult>, Status> {
+        super::passcodes::delete_passcode(&self.state, request).await
+    }
+
+    async fn list_passcodes(
+        &self,
+        request: Request<pb::ListPasscodesRequest>,
+    ) -> Result<Response<pb::ListPasscodesResponse>, Status> {
+        super::passcodes::list_passcodes(&self.state, request).await
+    }
+
+    async fn list_lock_records(
+        &self,
+        request: Request<pb::ListLockRecordsRequest>,
+    ) -> Result<Response<pb::ListLockRecordsResponse>, Status> {
+        super::passcodes::list_lock_records(&self.state, request).await
+    }
+
+    async fn watch_device_events(
+        &self,
+        request: Request<pb::WatchDeviceEventsRequest>,
+    ) -> Result<Response<Self::WatchDeviceEventsStream>, Status> {
+        super::events::watch_device_events(&self.state, request).await
+    }
+
     async fn register_account(
         &self,
         request: Request<pb::RegisterAccountRequest>,

@@ -1,6 +1,9 @@
 //! The gRPC surface: thin methods that unpack requests, call domain code and convert.
 
+pub mod events;
 pub mod gateway;
+pub mod locks;
+pub mod passcodes;
 
 use latchkey::auth::{Access, roles};
 
