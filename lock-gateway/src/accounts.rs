@@ -96,6 +96,11 @@ impl Accounts {
         }
     }
 
+    /// The keys sealing this gateway's secrets, also keying its digests.
+    pub fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
     /// Logs in once with the credentials (so a typo fails now, not at the first unlock),
     /// then stores them sealed.
     pub async fn register(

@@ -68,6 +68,20 @@ pub struct Config {
     /// Deadline of gateway-relayed TTLock commands (unlock, lock, passcodes), in seconds.
     #[arg(long, env = "TTLOCK_REMOTE_TIMEOUT_SECS", default_value_t = 40)]
     pub ttlock_remote_timeout_secs: u64,
+    /// Where the TTLock callback receiver listens (HTTP); none when unset.
+    #[arg(long, env = "CALLBACK_ADDR")]
+    pub callback_addr: Option<SocketAddr>,
+    /// The secret path segment of the callback URL (`/ttlock/callback/<secret>`), at least
+    /// 24 characters; required with `CALLBACK_ADDR`.
+    #[arg(long, env = "CALLBACK_SECRET", hide_env_values = true, value_parser = latchkey::auth::parse_secret)]
+    pub callback_secret: Option<SecretString>,
+    /// Battery percentage at or below which a lock is LOW_BATTERY.
+    #[arg(long, env = "LOW_BATTERY_PERCENT", default_value_t = 20, value_parser = clap::value_parser!(i32).range(0..=100))]
+    pub low_battery_percent: i32,
+    /// How often each account's locks and records are synced, in seconds (0: only on
+    /// request).
+    #[arg(long, env = "LOCK_SYNC_INTERVAL_SECS", default_value_t = 300)]
+    pub lock_sync_interval_secs: u64,
     #[command(flatten)]
     pub db: DbConfig,
     #[command(flatten)]
@@ -76,7 +90,8 @@ pub struct Config {
 
 impl Config {
     /// A configuration with defaults for everything but the database and JWT secret,
-    /// sealing with a fixed key: the seam tests use. Deployments set their own key.
+    /// sealing with a fixed key and syncing only on request: the seam tests use.
+    /// Deployments set their own key.
     pub fn new(database_url: &str, jwt_secret: &str) -> Self {
         Self {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50061)),
@@ -86,6 +101,10 @@ impl Config {
             previous_encryption_keys: None,
             ttlock_requests_per_second: 50.0,
             ttlock_remote_timeout_secs: 40,
+            callback_addr: None,
+            callback_secret: None,
+            low_battery_percent: 20,
+            lock_sync_interval_secs: 0,
             db: DbConfig::for_url(database_url),
             jwt: JwtConfig {
                 jwt_secret: Some(SecretString::from(jwt_secret.to_owned())),

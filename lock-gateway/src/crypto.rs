@@ -8,8 +8,10 @@ use std::collections::HashMap;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
+use hmac::{Hmac, Mac};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
 
 const NONCE_LEN: usize = 12;
 
@@ -30,6 +32,9 @@ pub enum CryptoError {
 pub struct Sealer {
     current: String,
     keys: HashMap<String, Aes256Gcm>,
+    /// Derived from the current key: keys the digests that de-duplicate callbacks and
+    /// records without storing the credentials they carry.
+    digest_key: [u8; 32],
 }
 
 impl std::fmt::Debug for Sealer {
@@ -54,6 +59,13 @@ impl Sealer {
     ) -> Result<Self, CryptoError> {
         let mut keys = HashMap::new();
         keys.insert(current_id.to_owned(), cipher(current.expose_secret())?);
+        let raw =
+            hex::decode(current.expose_secret().trim()).map_err(|_| CryptoError::KeyFormat)?;
+        let digest_key: [u8; 32] = Sha256::new()
+            .chain_update(b"latchkey/gateway/digest/v1")
+            .chain_update(&raw)
+            .finalize()
+            .into();
         if let Some(previous) = previous {
             for pair in previous
                 .expose_secret()
@@ -67,11 +79,24 @@ impl Sealer {
         Ok(Self {
             current: current_id.to_owned(),
             keys,
+            digest_key,
         })
     }
 
     pub fn current_key_id(&self) -> &str {
         &self.current
+    }
+
+    /// HMAC-SHA256 of `parts`, each length-prefixed so no two lists collide. Unlike a
+    /// bare hash, it cannot be reversed by trying every 4-9 digit passcode.
+    pub fn digest(&self, parts: &[&[u8]]) -> Vec<u8> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.digest_key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        for part in parts {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().to_vec()
     }
 
     /// Seals `plaintext` under the current key, bound to `context`.
@@ -170,6 +195,9 @@ mod tests {
         assert_eq!(rotated.current_key_id(), "b");
         let resealed = rotated.seal("pw", "ctx").unwrap();
         assert!(rotated.open("a", &resealed, "ctx").is_err());
+        assert_ne!(old.digest(&[b"12", b"3"]), old.digest(&[b"1", b"23"]));
+        assert_eq!(old.digest(&[b"123"]), old.digest(&[b"123"]));
+        assert_ne!(old.digest(&[b"123"]), rotated.digest(&[b"123"]));
         assert!(matches!(
             Sealer::new("x", &secret("short"), None),
             Err(CryptoError::KeyFormat)

@@ -97,3 +97,32 @@ pub async fn delete(conn: &mut AsyncPgConnection, tenant_id: &str, id: Uuid) -> 
         .await?;
     Ok(deleted > 0)
 }
+
+/// Claims up to `limit` accounts due for their periodic sync and pushes their next sync
+/// `interval` ahead; replicas skip rows another is claiming.
+pub async fn claim_due(
+    conn: &mut AsyncPgConnection,
+    interval: std::time::Duration,
+    limit: i64,
+) -> QueryResult<Vec<(String, Uuid)>> {
+    let seconds = i64::try_from(interval.as_secs()).unwrap_or(i64::MAX).max(1);
+    diesel::sql_query(
+        "UPDATE ttlock_accounts SET next_sync_time = now() + make_interval(secs => $1) \
+         WHERE id IN (SELECT id FROM ttlock_accounts WHERE next_sync_time <= now() \
+                      ORDER BY next_sync_time LIMIT $2 FOR UPDATE SKIP LOCKED) \
+         RETURNING tenant_id, id",
+    )
+    .bind::<diesel::sql_types::Double, _>(seconds as f64)
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .load::<Due>(conn)
+    .await
+    .map(|rows| rows.into_iter().map(|r| (r.tenant_id, r.id)).collect())
+}
+
+#[derive(QueryableByName)]
+struct Due {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    tenant_id: String,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+}

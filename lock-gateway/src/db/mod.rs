@@ -2,6 +2,9 @@
 //! functions over `&mut AsyncPgConnection`.
 
 pub mod accounts;
+pub mod events;
+pub mod inbox;
+pub mod locks;
 pub mod remote_operations;
 pub mod schema;
 

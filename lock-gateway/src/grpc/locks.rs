@@ -1,27 +1,35 @@
-//! locks: placeholder until implemented.
+//! `SyncLocks`, `ListLocks`, `GetLock`.
 
+use latchkey::auth::Caller;
 use latchkey::pb::gateway::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::state::AppState;
 
 pub async fn sync_locks(
-    _state: &AppState,
-    _request: Request<pb::SyncLocksRequest>,
+    state: &AppState,
+    request: Request<pb::SyncLocksRequest>,
 ) -> Result<Response<pb::SyncLocksResponse>, Status> {
-    Err(Status::unimplemented("sync_locks"))
+    let caller = Caller::of(&request)?;
+    let report = crate::locks::sync(state, &caller, &request.get_ref().account_id).await?;
+    Ok(Response::new(report))
 }
 
 pub async fn list_locks(
-    _state: &AppState,
-    _request: Request<pb::ListLocksRequest>,
+    state: &AppState,
+    request: Request<pb::ListLocksRequest>,
 ) -> Result<Response<pb::ListLocksResponse>, Status> {
-    Err(Status::unimplemented("list_locks"))
+    let caller = Caller::of(&request)?;
+    let page = crate::locks::list(state, &caller, request.into_inner()).await?;
+    Ok(Response::new(page))
 }
 
 pub async fn get_lock(
-    _state: &AppState,
-    _request: Request<pb::GetLockRequest>,
+    state: &AppState,
+    request: Request<pb::GetLockRequest>,
 ) -> Result<Response<pb::Lock>, Status> {
-    Err(Status::unimplemented("get_lock"))
+    let caller = Caller::of(&request)?;
+    let request = request.into_inner();
+    let lock = crate::locks::get(state, &caller, &request.account_id, request.lock_id).await?;
+    Ok(Response::new(lock))
 }

@@ -192,6 +192,16 @@ impl SimHandle {
         self.shared.lock().is_locked(lock_id)
     }
 
+    /// Sets a lock's battery level; `false` for an unknown lock.
+    pub fn set_battery(&self, lock_id: i64, percent: i32) -> bool {
+        self.shared.lock().set_battery(lock_id, percent)
+    }
+
+    /// Deletes a lock from its account; `false` for an unknown lock.
+    pub fn remove_lock(&self, lock_id: i64) -> bool {
+        self.shared.lock().remove_lock(lock_id)
+    }
+
     /// Someone types `code` on the lock; `Some(true)` if it opened.
     pub fn keypad(&self, lock_id: i64, code: &str) -> Option<bool> {
         let now = self.shared.clock.now_ms();

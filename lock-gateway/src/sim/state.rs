@@ -920,6 +920,23 @@ impl State {
         self.locks.get(&lock_id).map(|l| l.locked)
     }
 
+    /// The lock reports a new battery level (cached by the cloud, carried by records).
+    pub fn set_battery(&mut self, lock_id: i64, percent: i32) -> bool {
+        match self.locks.get_mut(&lock_id) {
+            Some(lock) => {
+                lock.fixture.electric_quantity = percent;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The lock is deleted from its account (reset or transferred).
+    pub fn remove_lock(&mut self, lock_id: i64) -> bool {
+        self.passcodes.retain(|_, p| p.lock_id != lock_id);
+        self.locks.remove(&lock_id).is_some()
+    }
+
     /// `(lockMac, admin)` for a lock's callbacks.
     pub fn callback_identity(&self, lock_id: i64) -> Option<(String, String)> {
         let lock = self.locks.get(&lock_id)?;

@@ -404,14 +404,19 @@ impl TtlockClient {
             .await
     }
 
-    /// Lock records from `since_ms` (epoch ms) until now, all pages. TTLock filters by
-    /// the lock's own clock, which drifts and counts whole seconds: incremental syncs
-    /// should overlap their windows and de-duplicate by `recordId`.
+    /// Lock records from `since_ms` (epoch ms) on, all pages. TTLock filters by the
+    /// lock's own clock, which drifts and counts whole seconds: incremental syncs should
+    /// overlap their windows and de-duplicate. The end lies a day ahead, because a lock
+    /// whose clock runs fast stamps its newest records after the cloud's "now".
     pub async fn records_since(&self, lock_id: i64, since_ms: i64) -> Result<Vec<LockRecord>> {
+        const AHEAD_MS: i64 = 24 * 60 * 60 * 1000;
         let params = vec![
             ("lockId", lock_id.to_string()),
             ("startDate", since_ms.to_string()),
-            ("endDate", self.inner.clock.now_ms().to_string()),
+            (
+                "endDate",
+                (self.inner.clock.now_ms() + AHEAD_MS).to_string(),
+            ),
         ];
         self.inner
             .all_pages("/v3/lockRecord/list", params, Some(lock_id))
