@@ -2,6 +2,7 @@
 //! functions over `&mut AsyncPgConnection`.
 
 pub mod accounts;
+pub mod passcode_operations;
 pub mod remote_operations;
 pub mod schema;
 
