@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod grpc;
+pub mod passcodes;
 pub mod records;
 pub mod remote;
 pub mod sim;
