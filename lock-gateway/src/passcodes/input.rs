@@ -57,9 +57,14 @@ pub fn request_id(value: &str, violations: &mut FieldViolations) {
     latchkey::pagination::request_id(value, violations);
 }
 
-/// An instant as epoch milliseconds, from 1970 on.
+/// An instant as epoch milliseconds, from 1970 on. Nanos past a second are refused
+/// (protobuf's rule), though chrono would read them as a leap second.
 pub fn epoch_ms(field: &str, at: &Timestamp, violations: &mut FieldViolations) -> Option<i64> {
-    match latchkey::pb::from_timestamp(at) {
+    let instant = (0..1_000_000_000)
+        .contains(&at.nanos)
+        .then(|| latchkey::pb::from_timestamp(at))
+        .flatten();
+    match instant {
         Some(at) if at.timestamp() >= 0 => Some(at.timestamp_millis()),
         _ => {
             violations.add(field, "must be a valid instant from 1970 on");
@@ -175,6 +180,16 @@ mod tests {
         assert_eq!(
             fields_of(|v| {
                 let _ = window(Some(&ts(5)), Some(&bad_nanos), v);
+            }),
+            ["end_time"]
+        );
+        let leap = Timestamp {
+            seconds: 59,
+            nanos: 1_500_000_000,
+        };
+        assert_eq!(
+            fields_of(|v| {
+                let _ = window(Some(&ts(5)), Some(&leap), v);
             }),
             ["end_time"]
         );
