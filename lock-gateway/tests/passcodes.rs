@@ -468,6 +468,31 @@ async fn an_ambiguous_write_is_unconfirmed_and_never_repeated() {
 }
 
 #[tokio::test]
+async fn a_write_the_caller_gave_up_on_still_records_its_outcome() {
+    let h = Harness::start().await;
+    h.sim.update_faults(|f| f.remote_latency_ms = 600);
+    let mut request = h.req(h.new_passcode(ROOM_101, "482913", None, "slow"));
+    request.set_timeout(std::time::Duration::from_millis(150));
+    let status = h.client.clone().create_passcode(request).await.unwrap_err();
+    assert!(
+        matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{status:?}"
+    );
+
+    // Through the same gateway, so TTLock serves it after the abandoned write.
+    let next = h.create(FRONT_DOOR, "731904", None, "next").await;
+    assert_eq!(outcome(&next), pb::PasscodeOutcome::Done, "{next:?}");
+
+    let replay = h.create(ROOM_101, "482913", None, "slow").await;
+    assert_eq!(outcome(&replay), pb::PasscodeOutcome::Done, "{replay:?}");
+    assert!(replay.replayed);
+    let on_lock = h.sim.passcodes(ROOM_101);
+    assert_eq!(on_lock.len(), 1);
+    assert_eq!(replay.passcode_id, on_lock[0].id);
+    assert_eq!(h.sent(ADD), 2);
+}
+
+#[tokio::test]
 async fn changes_and_deletions_reach_the_lock() {
     let h = Harness::start().await;
     let created = h.create(ROOM_101, "482913", None, "create").await;
