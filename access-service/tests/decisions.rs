@@ -728,3 +728,221 @@ async fn unlock_without_a_lock_records_the_decision_and_says_nothing_moved() {
     assert_eq!(accessible.doors.len(), 1);
     assert_eq!(accessible.doors[0].door.as_ref().unwrap().name, "Studio");
 }
+
+fn violated(status: &tonic::Status) -> Vec<String> {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    status
+        .get_error_details()
+        .bad_request()
+        .unwrap()
+        .field_violations
+        .iter()
+        .map(|v| v.field.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn access_and_audit_rpcs_check_their_input_and_their_callers() {
+    let mut w = World::new("gym").await;
+    let door = w.door("Studio", pb::DoorType::Room).await;
+    let admin = w.admin.clone();
+    let manager = token("gym", "mgr", &["MANAGER"]);
+    let member = token("gym", "ext-ana", &["member"]);
+    w.user("ana", &["member"]).await;
+
+    let explain = w
+        .access
+        .explain_access(authorized(
+            pb::ExplainAccessRequest {
+                door_id: "x".into(),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violated(&explain), ["door_id"]);
+    let other = w
+        .access
+        .explain_access(authorized(
+            pb::ExplainAccessRequest {
+                door_id: door.clone(),
+                user_id: "ext-bob".into(),
+                ..Default::default()
+            },
+            &member,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), Code::PermissionDenied);
+    assert!(
+        w.access
+            .explain_access(authorized(
+                pb::ExplainAccessRequest {
+                    door_id: door.clone(),
+                    user_id: "ext-ana".into(),
+                    ..Default::default()
+                },
+                &manager
+            ))
+            .await
+            .is_ok()
+    );
+    let listed = w
+        .access
+        .list_accessible_doors(authorized(
+            pb::ListAccessibleDoorsRequest {
+                page_size: -3,
+                page_token: "nope".into(),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violated(&listed), ["page_size", "page_token"]);
+    let status = w
+        .access
+        .get_door_status(authorized(
+            pb::GetDoorStatusRequest {
+                door_id: "door-1".into(),
+            },
+            &member,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violated(&status), ["door_id"]);
+    let own = w
+        .access
+        .get_door_status(authorized(
+            pb::GetDoorStatusRequest {
+                door_id: door.clone(),
+            },
+            &member,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (own.status, own.active, own.has_lock),
+        (pb::DoorStatus::Unknown as i32, true, false)
+    );
+
+    let get = w
+        .audit
+        .get_access_log(authorized(pb::GetAccessLogRequest { sequence: 0 }, &admin))
+        .await
+        .unwrap_err();
+    assert_eq!(violated(&get), ["sequence"]);
+    let missing = w
+        .audit
+        .get_access_log(authorized(
+            pb::GetAccessLogRequest { sequence: 99_999 },
+            &manager,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    let verify = w
+        .audit
+        .verify_audit_chain(authorized(
+            pb::VerifyAuditChainRequest {
+                from_sequence: 5,
+                to_sequence: 2,
+            },
+            &admin,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violated(&verify), ["to_sequence"]);
+    let door_stats = w
+        .audit
+        .get_door_stats(authorized(pb::GetDoorStatsRequest::default(), &manager))
+        .await
+        .unwrap_err();
+    assert_eq!(violated(&door_stats), ["door_id"]);
+    let range = w
+        .audit
+        .get_access_stats(authorized(
+            pb::GetAccessStatsRequest {
+                start_time: Some(timestamp(Utc::now())),
+                end_time: Some(timestamp(Utc::now() - chrono::Duration::hours(1))),
+            },
+            &manager,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violated(&range), ["end_time"]);
+    let query = w
+        .audit
+        .query_access_logs(authorized(
+            pb::QueryAccessLogsRequest {
+                filter: Some(pb::LogFilter {
+                    flagged: "yes".into(),
+                    action: 99,
+                    ..Default::default()
+                }),
+                page_size: 0,
+                page_token: "s1.x".into(),
+            },
+            &manager,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violated(&query), ["filter.action"]);
+
+    for (name, refused) in [
+        (
+            "member queries logs",
+            w.audit
+                .query_access_logs(authorized(pb::QueryAccessLogsRequest::default(), &member))
+                .await
+                .err(),
+        ),
+        (
+            "manager verifies",
+            w.audit
+                .verify_audit_chain(authorized(pb::VerifyAuditChainRequest::default(), &manager))
+                .await
+                .err(),
+        ),
+        (
+            "manager hunts bursts",
+            w.audit
+                .find_suspicious_activity(authorized(
+                    pb::FindSuspiciousActivityRequest {
+                        window_minutes: 5,
+                        threshold: 3,
+                        ..Default::default()
+                    },
+                    &manager,
+                ))
+                .await
+                .err(),
+        ),
+        (
+            "member reads stats",
+            w.audit
+                .get_access_stats(authorized(pb::GetAccessStatsRequest::default(), &member))
+                .await
+                .err(),
+        ),
+    ] {
+        assert_eq!(
+            refused.map(|s| s.code()),
+            Some(Code::PermissionDenied),
+            "{name}"
+        );
+    }
+    let stranger = token("elsewhere", "admin", &["ADMIN"]);
+    let logs = w
+        .audit
+        .query_access_logs(authorized(pb::QueryAccessLogsRequest::default(), &stranger))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        logs.logs.is_empty(),
+        "another tenant sees none of this tenant's rows"
+    );
+}

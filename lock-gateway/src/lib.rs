@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod grpc;
 pub mod locks;
+pub mod passcodes;
 pub mod records;
 pub mod remote;
 pub mod sim;

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod events;
 pub mod inbox;
 pub mod locks;
+pub mod passcode_operations;
 pub mod remote_operations;
 pub mod schema;
 

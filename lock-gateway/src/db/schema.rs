@@ -106,5 +106,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    passcode_operations (tenant_id, request_id) {
+        tenant_id -> Text,
+        request_id -> Text,
+        operation -> Text,
+        account_id -> Uuid,
+        lock_id -> Int8,
+        passcode_id -> Nullable<Int8>,
+        outcome -> Nullable<Text>,
+        errcode -> Int4,
+        reason -> Text,
+        retryable -> Bool,
+        detail -> Text,
+        latency_ms -> Int8,
+        create_time -> Timestamptz,
+        finish_time -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(locks -> ttlock_accounts (account_id));
 diesel::allow_tables_to_appear_in_same_query!(ttlock_accounts, locks);

@@ -1,0 +1,1 @@
+DROP TABLE passcode_operations;
