@@ -17,8 +17,12 @@ use latchkey::error::{ApiError, FieldViolations};
 use prost_types::Timestamp;
 use uuid::Uuid;
 
+use diesel_async::AsyncConnection;
+
+use crate::db::events;
 use crate::db::passcode_operations::{self, Finish, NewClaim};
 use crate::error::Result;
+use crate::events::{Event, Kind, Source};
 use crate::state::AppState;
 use crate::ttlock::{PasscodeChange, PasscodeText, TtlockClient, Validity};
 
@@ -291,26 +295,59 @@ async fn run(
             ),
         };
         log(write.operation(), target.lock_id, &result);
+        let event = device_event(&write, &target, &result);
         let mut conn = state.pool.get().await?;
-        passcode_operations::finish(
-            &mut conn,
-            &tenant_id,
-            &target.request_id,
-            &Finish {
-                passcode_id: (result.passcode_id > 0).then_some(result.passcode_id),
-                outcome: result.outcome.as_str(),
-                errcode: result.errcode,
-                reason: &result.reason,
-                retryable: result.retryable,
-                detail: &result.detail,
-                latency_ms: result.latency_ms,
-            },
-        )
+        conn.transaction(async |conn| {
+            passcode_operations::finish(
+                conn,
+                &tenant_id,
+                &target.request_id,
+                &Finish {
+                    passcode_id: (result.passcode_id > 0).then_some(result.passcode_id),
+                    outcome: result.outcome.as_str(),
+                    errcode: result.errcode,
+                    reason: &result.reason,
+                    retryable: result.retryable,
+                    detail: &result.detail,
+                    latency_ms: result.latency_ms,
+                },
+            )
+            .await?;
+            // The outcome and its event commit together: watchers learn of every
+            // recorded write exactly once.
+            events::append(
+                conn,
+                &tenant_id,
+                event.into_iter().map(Event::row).collect(),
+            )
+            .await?;
+            Ok::<_, diesel::result::Error>(())
+        })
         .await?;
         Ok(result)
     })
     .await
     .map_err(|e| ApiError::internal(format!("passcode write task: {e}")))?
+}
+
+/// The device event a finished write stands for; none while its end is unknown.
+fn device_event(write: &Write, target: &Target, result: &WriteResult) -> Option<Event> {
+    let kind = match (result.outcome, write.operation()) {
+        (Outcome::Done, "DELETE") => Kind::PasscodeRemoved,
+        (Outcome::Done, _) => Kind::PasscodeSet,
+        (Outcome::Failed, _) => Kind::PasscodeFailed,
+        (Outcome::Unconfirmed, _) => return None,
+    };
+    let mut event = Event::new(target.account, target.lock_id, kind, Source::Operation);
+    event.success = result.outcome == Outcome::Done;
+    event.passcode_id = result.passcode_id;
+    event.credential = write.code().map(crate::records::mask).unwrap_or_default();
+    event.detail = if result.reason.is_empty() {
+        write.operation().to_owned()
+    } else {
+        format!("{} {}", write.operation(), result.reason)
+    };
+    Some(event)
 }
 
 fn log(operation: &'static str, lock_id: i64, result: &WriteResult) {

@@ -790,3 +790,68 @@ async fn a_callback_receiver_needs_a_long_secret() {
             .await;
     assert!(matches!(refused, Err(RunError::Callback(_))), "{refused:?}");
 }
+
+#[tokio::test]
+async fn passcode_writes_are_announced_as_device_events() {
+    let env = env().await;
+    let mut client = env.gateway.client().await;
+    let mut stream = env.watch(0).await;
+    let create = |request_id: &str| pb::CreatePasscodeRequest {
+        account_id: env.account.clone(),
+        lock_id: ROOM_101,
+        code: "730914".into(),
+        name: "Cleaner".into(),
+        start_time: None,
+        end_time: None,
+        request_id: request_id.into(),
+    };
+    let set = client
+        .create_passcode(authorized(create("req-set"), &env.service))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(set.outcome(), pb::PasscodeOutcome::Done);
+    // A replay announces nothing new; a duplicate on the lock is a failure event.
+    client
+        .create_passcode(authorized(create("req-set"), &env.service))
+        .await
+        .unwrap();
+    let duplicate = client
+        .create_passcode(authorized(create("req-dup"), &env.service))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(duplicate.reason, "DUPLICATE");
+    client
+        .delete_passcode(authorized(
+            pb::DeletePasscodeRequest {
+                account_id: env.account.clone(),
+                lock_id: ROOM_101,
+                passcode_id: set.passcode_id,
+                request_id: "req-del".into(),
+            },
+            &env.service,
+        ))
+        .await
+        .unwrap();
+    let events = take(&mut stream, 3).await;
+    assert_eq!(
+        kinds(&events),
+        [
+            (ROOM_101, pb::DeviceEventKind::PasscodeSet),
+            (ROOM_101, pb::DeviceEventKind::PasscodeFailed),
+            (ROOM_101, pb::DeviceEventKind::PasscodeRemoved),
+        ]
+    );
+    assert_eq!(
+        (
+            events[0].passcode_id,
+            events[0].credential.as_str(),
+            events[0].source()
+        ),
+        (set.passcode_id, "****14", pb::EventSource::Operation)
+    );
+    assert!(!events[1].success && events[1].detail.contains("DUPLICATE"));
+    assert_eq!(events[2].passcode_id, set.passcode_id);
+    assert!(!env.stored_text().await.contains("730914"));
+}

@@ -1,5 +1,6 @@
 //! No passcode reaches the logs or spans on its way through lock-gateway's gRPC surface,
-//! whatever the outcome. Its own test binary: the subscriber is process-wide, so no
+//! whatever the outcome, nor on its way back in callbacks and records; nor does the
+//! callback URL's secret. Its own test binary: the subscriber is process-wide, so no
 //! other test shares it.
 
 #![allow(clippy::unwrap_used)]
@@ -11,6 +12,7 @@ use latchkey::pb::gateway::v1::lock_gateway_client::LockGatewayClient;
 use latchkey::testkit::{RunningServer, TEST_JWT_SECRET, TestDb, authorized, token};
 use lock_gateway::Config;
 use lock_gateway::sim::{InjectedFailure, SimConfig, Simulator};
+use tokio_stream::StreamExt;
 use tracing_subscriber::fmt::format::FmtSpan;
 
 const ROOM_101: i64 = 6_901_284;
@@ -47,10 +49,18 @@ async fn no_passcode_reaches_the_logs() {
         lock_gateway::db::MIGRATIONS,
     )])
     .await;
-    let config = Config::new(db.url(), TEST_JWT_SECRET);
-    let server =
-        RunningServer::spawn(|listener, shutdown| lock_gateway::run(listener, config, shutdown))
-            .await;
+    let secret = "cb-log-hygiene-3f9a1c5d2b8e4f6a";
+    let mut config = Config::new(db.url(), TEST_JWT_SECRET);
+    config.callback_secret = Some(secrecy::SecretString::from(secret.to_owned()));
+    let callbacks = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    sim.set_callback_url(Some(format!(
+        "http://{}/ttlock/callback/{secret}",
+        callbacks.local_addr().unwrap()
+    )));
+    let server = RunningServer::spawn(|listener, shutdown| {
+        lock_gateway::run_with_callbacks(listener, Some(callbacks), config, shutdown)
+    })
+    .await;
     let mut client = LockGatewayClient::new(server.channel().await);
     let service = token("acme", "access-service", &["SERVICE"]);
     let account = client
@@ -130,7 +140,45 @@ async fn no_passcode_reaches_the_logs() {
         .unwrap()
         .into_inner();
     assert_eq!(change.outcome, pb::PasscodeOutcome::Done as i32);
+    // The lock is synced, so the keypad entry's callback is published as an event, and
+    // the records read back carry the code too.
+    client
+        .sync_locks(authorized(
+            pb::SyncLocksRequest {
+                account_id: account.clone(),
+            },
+            &service,
+        ))
+        .await
+        .unwrap();
+    let mut events = client
+        .watch_device_events(authorized(
+            pb::WatchDeviceEventsRequest { after_cursor: 0 },
+            &service,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(sim.keypad(ROOM_101, changed), Some(true));
+    loop {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(20), events.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if event.kind() == pb::DeviceEventKind::UnlockPasscode {
+            break;
+        }
+    }
+    client
+        .sync_locks(authorized(
+            pb::SyncLocksRequest {
+                account_id: account.clone(),
+            },
+            &service,
+        ))
+        .await
+        .unwrap();
     client
         .list_passcodes(authorized(
             pb::ListPasscodesRequest {
@@ -159,7 +207,8 @@ async fn no_passcode_reaches_the_logs() {
         logs.contains("ttlock.request"),
         "the TTLock calls were traced"
     );
-    for secret in [code, changed, ambiguous, invalid] {
+    assert!(logs.contains("ttlock.callback"), "the callback was traced");
+    for secret in [code, changed, ambiguous, invalid, secret] {
         assert!(!logs.contains(secret), "{secret} in the logs");
     }
 }
