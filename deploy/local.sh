@@ -78,6 +78,15 @@ if [ -z "${GATEWAY_ENCRYPTION_KEY:-}" ]; then
 fi
 export GATEWAY_ENCRYPTION_KEY
 
+# The callback receiver's secret path segment, kept across runs like the others.
+if [ -z "${CALLBACK_SECRET:-}" ]; then
+  [ -s "$state/callback_secret" ] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$state/callback_secret"
+  CALLBACK_SECRET=$(cat "$state/callback_secret")
+fi
+export CALLBACK_SECRET
+CALLBACK_ADDR=${CALLBACK_ADDR:-127.0.0.1:50062}
+export CALLBACK_ADDR
+
 # 3. Build and start.
 if [ "$PROFILE" = release ]; then cargo build --release --workspace --bins; else cargo build --workspace --bins; fi
 bin="$root/target/$PROFILE"
@@ -85,7 +94,8 @@ bin="$root/target/$PROFILE"
 # With no real TTLock account to use, the TTLock simulator stands in for the cloud.
 SIM_ADDR=${SIM_ADDR:-127.0.0.1:8089}
 if [ -z "${NO_TTLOCK_SIM:-}" ]; then
-  "$bin/ttlock-sim" --addr "$SIM_ADDR" 2>"$state/ttlock-sim.log" &
+  "$bin/ttlock-sim" --addr "$SIM_ADDR" --callback-url "http://$CALLBACK_ADDR/ttlock/callback/$CALLBACK_SECRET" \
+    2>"$state/ttlock-sim.log" &
   pids+=($!)
 fi
 GRPC_ADDR=$GATEWAY_ADDR "$bin/lock-gateway" serve --migrate &
@@ -102,7 +112,7 @@ cat <<TXT
 
 latchkey is up.
   access-service  $ACCESS_ADDR
-  lock-gateway    $GATEWAY_ADDR   (SERVICE callers only)
+  lock-gateway    $GATEWAY_ADDR   (SERVICE callers only; TTLock callbacks on http://$CALLBACK_ADDR)
   database        ${DATABASE_URL%%\?*}
 
 Admin token for tenant "$TENANT" (12 hours):
