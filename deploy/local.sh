@@ -78,6 +78,13 @@ if [ -z "${GATEWAY_ENCRYPTION_KEY:-}" ]; then
 fi
 export GATEWAY_ENCRYPTION_KEY
 
+# The key access codes are hashed and sealed with, kept across runs.
+if [ -z "${ACCESS_CODE_KEY:-}" ]; then
+  [ -s "$state/access_code_key" ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$state/access_code_key"
+  ACCESS_CODE_KEY=$(cat "$state/access_code_key")
+fi
+export ACCESS_CODE_KEY
+
 # The callback receiver's secret path segment, kept across runs like the others.
 if [ -z "${CALLBACK_SECRET:-}" ]; then
   [ -s "$state/callback_secret" ] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$state/callback_secret"

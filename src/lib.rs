@@ -2,6 +2,7 @@
 //!
 //! - [`pb`]: the protobuf messages, gRPC clients and servers generated from `proto/`.
 //! - [`auth`]: bearer JWT verification, caller identity and the per-method role policy.
+//! - [`clock`]: the injectable wall clock.
 //! - [`error`]: the gRPC error vocabulary (field violations, stable reasons) and the one
 //!   mapping of database and pool failures by meaning.
 //! - [`db`]: the connection pool factory, embedded migrations and database health.
@@ -9,6 +10,7 @@
 //! - [`server`]: health, reflection and graceful shutdown around a tonic router.
 
 pub mod auth;
+pub mod clock;
 pub mod db;
 pub mod error;
 pub mod pagination;

@@ -111,15 +111,44 @@ pub struct Config {
     /// delete audit rows. Empty: the login role's own rights.
     #[arg(long, env = "DB_ROLE", default_value = DEFAULT_DB_ROLE)]
     pub db_role: String,
+    /// 64 hex characters: the key access codes are hashed (HMAC-SHA256) and, until
+    /// written to their locks, sealed (AES-256-GCM) with.
+    #[arg(long, env = "ACCESS_CODE_KEY", hide_env_values = true, value_parser = latchkey::auth::parse_secret)]
+    pub access_code_key: SecretString,
+    /// A code is written to its lock this many hours before its window opens.
+    #[arg(long, env = "PROVISIONING_LEAD_HOURS", default_value_t = 72)]
+    pub provisioning_lead_hours: u32,
+    /// Provisioning intents worked on at once by this process.
+    #[arg(long, env = "PROVISIONING_CONCURRENCY", default_value_t = 4)]
+    pub provisioning_concurrency: usize,
+    /// How often provisioning looks for due intents and expired codes when nothing wakes
+    /// it, in milliseconds.
+    #[arg(long, env = "PROVISIONING_POLL_MS", default_value_t = 1000)]
+    pub provisioning_poll_ms: u64,
+    /// How often every lock's passcodes are reconciled with the codes that should be on
+    /// it, in seconds (0: only on request).
+    #[arg(long, env = "RECONCILE_INTERVAL_SECS", default_value_t = 900)]
+    pub reconcile_interval_secs: u64,
+    /// Follow lock-gateway's device events for every tenant with a door on a lock.
+    #[arg(long, env = "FOLLOW_DEVICE_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub follow_device_events: bool,
     #[command(flatten)]
     pub db: DbConfig,
     #[command(flatten)]
     pub jwt: JwtConfig,
+    /// The clock code windows, lead times and expiry are judged by; tests inject one,
+    /// deployments use the host's.
+    #[arg(skip)]
+    pub clock: Option<latchkey::clock::SharedClock>,
 }
 
+/// The key [`Config::new`] hashes codes with; for tests only, never for deployments.
+const TEST_CODE_KEY: &str = "6c617463686b65792d636f64652d6b65792d666f722d74657374732d6f6e6c79";
+
 impl Config {
-    /// A configuration with defaults for everything but the database and JWT secret;
-    /// the seam tests and embedders use.
+    /// A configuration with defaults for everything but the database and JWT secret,
+    /// hashing codes with a fixed key and reconciling only on request: the seam tests
+    /// use. Deployments set their own key.
     pub fn new(database_url: &str, jwt_secret: &str) -> Self {
         Self {
             grpc_addr: DEFAULT_GRPC_ADDR
@@ -137,11 +166,18 @@ impl Config {
             audit_retention_interval_secs: 3600,
             suspicious_threshold: 5,
             suspicious_window_minutes: 5,
+            access_code_key: SecretString::from(TEST_CODE_KEY.to_owned()),
+            provisioning_lead_hours: 72,
+            provisioning_concurrency: 4,
+            provisioning_poll_ms: 1000,
+            reconcile_interval_secs: 0,
+            follow_device_events: true,
             db: DbConfig::for_url(database_url),
             jwt: JwtConfig {
                 jwt_secret: Some(SecretString::from(jwt_secret.to_owned())),
                 ..JwtConfig::default()
             },
+            clock: None,
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod code_keys;
 pub mod config;
 pub mod db;
 pub mod decision;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod gateway;
 pub mod grpc;
 pub mod memberships;
+pub mod provisioning;
 pub mod rules;
 pub mod snapshot;
 pub mod state;
@@ -52,6 +54,8 @@ pub enum RunError {
     Gateway(#[from] gateway::GatewaySetupError),
     #[error(transparent)]
     Server(#[from] latchkey::server::ServerError),
+    #[error(transparent)]
+    CodeKey(#[from] code_keys::CodeKeyError),
 }
 
 /// Applies access-service's pending migrations; returns the versions applied.
@@ -89,6 +93,10 @@ pub async fn run(
         gateway: GatewayClient::new(&config)?,
         audit,
         snapshots,
+        clock: config.clock.clone().unwrap_or_else(latchkey::clock::system),
+        code_keys: code_keys::CodeKeys::new(&config.access_code_key)?,
+        provisioning_wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+        lead_hours: config.provisioning_lead_hours,
     };
 
     let directory = DirectoryServiceServer::new(grpc::directory::DirectoryApi::new(state.clone()));

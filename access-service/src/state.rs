@@ -1,8 +1,13 @@
 //! What every handler shares.
 
+use std::sync::Arc;
+
+use latchkey::clock::SharedClock;
 use latchkey::db::DbPool;
+use tokio::sync::Notify;
 
 use crate::audit::writer::AuditWriter;
+use crate::code_keys::CodeKeys;
 use crate::gateway::GatewayClient;
 use crate::snapshot::SnapshotCache;
 
@@ -12,6 +17,13 @@ pub struct AppState {
     pub gateway: GatewayClient,
     pub audit: AuditWriter,
     pub snapshots: std::sync::Arc<SnapshotCache>,
+    /// What code windows, lead times and expiry are judged by.
+    pub clock: SharedClock,
+    pub code_keys: CodeKeys,
+    /// Wakes provisioning when an intent is written.
+    pub provisioning_wake: Arc<Notify>,
+    /// Hours before a window opens that its code is written to the lock.
+    pub lead_hours: u32,
 }
 
 impl std::fmt::Debug for AppState {

@@ -36,6 +36,11 @@ fn spawn(database_url: &str, port: u16) -> Child {
         .env("JWT_SECRET", TEST_JWT_SECRET)
         .env("LOCK_GATEWAY_URL", "http://127.0.0.1:9")
         .env("AUDIT_RETENTION_DAYS", "0")
+        .env(
+            "ACCESS_CODE_KEY",
+            "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        )
+        .env("FOLLOW_DEVICE_EVENTS", "false")
         .env("RUST_LOG", "error")
         .kill_on_drop(true)
         .spawn()
@@ -155,6 +160,7 @@ async fn a_killed_service_loses_no_answered_decision() {
                     method: pb::AccessMethod::Card as i32,
                     client_ip: String::new(),
                     request_id: request_id.clone(),
+                    code: String::new(),
                 };
                 match client.check_access(authorized(request, &admin)).await {
                     Ok(answer) => {

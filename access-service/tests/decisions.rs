@@ -478,6 +478,7 @@ async fn check_access_is_recorded_before_it_is_answered_and_follows_changes() {
         method: pb::AccessMethod::Card as i32,
         client_ip: "203.0.113.9".into(),
         request_id: "req-1".into(),
+        code: String::new(),
     };
 
     let answer = w

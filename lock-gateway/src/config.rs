@@ -86,6 +86,10 @@ pub struct Config {
     pub db: DbConfig,
     #[command(flatten)]
     pub jwt: JwtConfig,
+    /// The clock TTLock requests are dated with; tests inject one, deployments use the
+    /// host's.
+    #[arg(skip)]
+    pub clock: Option<latchkey::clock::SharedClock>,
 }
 
 impl Config {
@@ -110,6 +114,7 @@ impl Config {
                 jwt_secret: Some(SecretString::from(jwt_secret.to_owned())),
                 ..JwtConfig::default()
             },
+            clock: None,
         }
     }
 

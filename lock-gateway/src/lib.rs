@@ -105,7 +105,7 @@ pub async fn run_with_callbacks(
         accounts: accounts::Accounts::new(
             sealer.clone(),
             config.ttlock_client(),
-            ttlock::clock::system(),
+            config.clock.clone().unwrap_or_else(ttlock::clock::system),
         ),
         low_battery_percent: config.low_battery_percent,
         inbox_wake: Arc::new(Notify::new()),

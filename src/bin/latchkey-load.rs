@@ -264,6 +264,7 @@ async fn main() -> Result<()> {
             method: pb::AccessMethod::Card as i32,
             client_ip: "127.0.0.1".into(),
             request_id: String::new(),
+            code: String::new(),
         });
         async move {
             matches!(client.check_access(request).await, Ok(r) if r.get_ref().decision.as_ref().is_some_and(|d| d.granted))

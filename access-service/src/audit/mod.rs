@@ -27,10 +27,12 @@ pub enum AuditAction {
     AdminUpdate,
     AdminDelete,
     LogsPurged,
+    EmergencyUnlock,
+    DeviceEvent,
 }
 
 impl AuditAction {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::AccessGranted,
         Self::AccessDenied,
         Self::Unlock,
@@ -40,6 +42,8 @@ impl AuditAction {
         Self::AdminUpdate,
         Self::AdminDelete,
         Self::LogsPurged,
+        Self::EmergencyUnlock,
+        Self::DeviceEvent,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +57,8 @@ impl AuditAction {
             Self::AdminUpdate => "ADMIN_UPDATE",
             Self::AdminDelete => "ADMIN_DELETE",
             Self::LogsPurged => "LOGS_PURGED",
+            Self::EmergencyUnlock => "EMERGENCY_UNLOCK",
+            Self::DeviceEvent => "DEVICE_EVENT",
         }
     }
 

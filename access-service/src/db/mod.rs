@@ -3,6 +3,7 @@
 
 pub mod doors;
 pub mod memberships;
+pub mod outbox;
 pub mod properties;
 pub mod rules;
 pub mod schema;

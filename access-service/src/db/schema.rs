@@ -21,6 +21,13 @@ diesel::table! {
         request_id -> Nullable<Text>,
         create_time -> Timestamptz,
         update_time -> Timestamptz,
+        auto_generate_codes -> Bool,
+        max_active_codes -> Int4,
+        code_length -> Int4,
+        check_in_time -> Text,
+        check_out_time -> Text,
+        cleaning_code -> Bool,
+        cleaning_minutes -> Int4,
     }
 }
 
@@ -155,6 +162,79 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    access_codes (id) {
+        id -> Uuid,
+        tenant_id -> Text,
+        property_id -> Nullable<Uuid>,
+        grantee_type -> Text,
+        user_id -> Nullable<Uuid>,
+        grantee_name -> Text,
+        grantee_contact -> Text,
+        purpose -> Text,
+        code_type -> Text,
+        start_time -> Nullable<Timestamptz>,
+        end_time -> Nullable<Timestamptz>,
+        time_slots -> Jsonb,
+        max_usages -> Int4,
+        usage_count -> Int4,
+        code_hmac -> Bytea,
+        code_last_digits -> Text,
+        status -> Text,
+        booking_reference -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+        version -> Int8,
+        create_time -> Timestamptz,
+        update_time -> Timestamptz,
+        revoke_time -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    access_code_doors (code_id, door_id) {
+        tenant_id -> Text,
+        code_id -> Uuid,
+        door_id -> Uuid,
+        sync_state -> Text,
+        failure_reason -> Text,
+        detail -> Text,
+        account_id -> Nullable<Uuid>,
+        lock_id -> Nullable<Int8>,
+        lock_passcode_id -> Nullable<Int8>,
+        update_time -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    provisioning_outbox (id) {
+        id -> Uuid,
+        tenant_id -> Text,
+        code_id -> Uuid,
+        door_id -> Uuid,
+        intent -> Text,
+        code_sealed -> Nullable<Bytea>,
+        due_time -> Timestamptz,
+        attempts -> Int4,
+        generation -> Int4,
+        lease_until -> Nullable<Timestamptz>,
+        done_time -> Nullable<Timestamptz>,
+        last_error -> Text,
+        create_time -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    device_event_cursors (tenant_id) {
+        tenant_id -> Text,
+        cursor -> Int8,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamptz>,
+        update_time -> Timestamptz,
+    }
+}
+
+diesel::joinable!(access_code_doors -> access_codes (code_id));
+diesel::joinable!(access_code_doors -> doors (door_id));
 diesel::joinable!(doors -> properties (property_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(rules -> doors (door_id));
@@ -172,4 +252,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
     audit_heads,
     audit_checkpoints,
+    access_codes,
+    access_code_doors,
+    provisioning_outbox,
+    device_event_cursors,
 );

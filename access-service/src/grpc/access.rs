@@ -78,11 +78,19 @@ fn decision(decided: Decided) -> pb::Decision {
         decision_time: Some(timestamp(decided.at)),
         valid_until: outcome.valid_until.map(timestamp),
         time_zone: decided.time_zone,
+        access_code_id: String::new(),
     }
 }
 
 #[tonic::async_trait]
 impl AccessService for AccessApi {
+    async fn emergency_unlock(
+        &self,
+        _request: Request<pb::EmergencyUnlockRequest>,
+    ) -> Result<Response<pb::UnlockDoorResponse>, Status> {
+        Err(Status::unimplemented("EmergencyUnlock"))
+    }
+
     async fn check_access(
         &self,
         request: Request<pb::CheckAccessRequest>,

@@ -30,6 +30,7 @@ pub fn property(property: Property) -> pb::Property {
         version: property.version,
         create_time: Some(timestamp(property.create_time)),
         update_time: Some(timestamp(property.update_time)),
+        code_settings: None,
     }
 }
 
@@ -47,6 +48,8 @@ pub fn audit_action_to_pb(action: &str) -> pb::AuditAction {
         Some(AuditAction::AdminUpdate) => pb::AuditAction::AdminUpdate,
         Some(AuditAction::AdminDelete) => pb::AuditAction::AdminDelete,
         Some(AuditAction::LogsPurged) => pb::AuditAction::LogsPurged,
+        Some(AuditAction::EmergencyUnlock) => pb::AuditAction::EmergencyUnlock,
+        Some(AuditAction::DeviceEvent) => pb::AuditAction::DeviceEvent,
         None => pb::AuditAction::Unspecified,
     }
 }

@@ -1,0 +1,12 @@
+DROP TABLE device_event_cursors;
+DROP TABLE provisioning_outbox;
+DROP TABLE access_code_doors;
+DROP TABLE access_codes;
+ALTER TABLE properties
+    DROP COLUMN auto_generate_codes,
+    DROP COLUMN max_active_codes,
+    DROP COLUMN code_length,
+    DROP COLUMN check_in_time,
+    DROP COLUMN check_out_time,
+    DROP COLUMN cleaning_code,
+    DROP COLUMN cleaning_minutes;
