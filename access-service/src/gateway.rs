@@ -185,3 +185,157 @@ impl GatewayClient {
         }
     }
 }
+
+/// How a passcode write on lock-gateway ended, as provisioning needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasscodeAnswer {
+    /// lock-gateway answered; the outcome is in the result.
+    Answered(latchkey::pb::gateway::v1::PasscodeResult),
+    /// No answer (unreachable, deadline, cancelled): the write may or may not have been
+    /// made; ask again with the same request id.
+    Lost(String),
+    /// lock-gateway refused the request itself (bad input, unknown account).
+    Refused(String),
+}
+
+fn passcode_answer(answer: Result<latchkey::pb::gateway::v1::PasscodeResult>) -> PasscodeAnswer {
+    match answer {
+        Ok(result) => PasscodeAnswer::Answered(result),
+        Err(Error::Gateway(status))
+            if matches!(
+                status.code(),
+                tonic::Code::DeadlineExceeded
+                    | tonic::Code::Unavailable
+                    | tonic::Code::Unknown
+                    | tonic::Code::Cancelled
+                    | tonic::Code::Internal
+            ) =>
+        {
+            PasscodeAnswer::Lost(format!("lock-gateway: {}", status.message()))
+        }
+        Err(Error::Gateway(status)) => {
+            PasscodeAnswer::Refused(format!("lock-gateway refused: {}", status.message()))
+        }
+        Err(error) => PasscodeAnswer::Lost(error.to_string()),
+    }
+}
+
+impl GatewayClient {
+    /// Writes a passcode onto a lock; the code goes only into this request.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_passcode(
+        &self,
+        tenant_id: &str,
+        account: uuid::Uuid,
+        lock_id: i64,
+        code: &secrecy::SecretString,
+        name: &str,
+        window: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
+        request_id: &str,
+    ) -> PasscodeAnswer {
+        use secrecy::ExposeSecret;
+        let span = client_span(SERVICE, "CreatePasscode");
+        let answer = async {
+            let request = self.request(
+                tenant_id,
+                latchkey::pb::gateway::v1::CreatePasscodeRequest {
+                    account_id: account.to_string(),
+                    lock_id,
+                    code: code.expose_secret().to_owned(),
+                    name: name.to_owned(),
+                    start_time: window.map(|w| latchkey::pb::timestamp(w.0)),
+                    end_time: window.map(|w| latchkey::pb::timestamp(w.1)),
+                    request_id: request_id.to_owned(),
+                },
+            )?;
+            let answer = self.client.clone().create_passcode(request).await;
+            finish(answer.map(tonic::Response::into_inner))
+        }
+        .instrument(span)
+        .await;
+        passcode_answer(answer)
+    }
+
+    /// Moves a passcode's window on the lock.
+    pub async fn change_passcode_window(
+        &self,
+        tenant_id: &str,
+        account: uuid::Uuid,
+        lock_id: i64,
+        passcode_id: i64,
+        window: (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
+        request_id: &str,
+    ) -> PasscodeAnswer {
+        let span = client_span(SERVICE, "ChangePasscode");
+        let answer = async {
+            let request = self.request(
+                tenant_id,
+                latchkey::pb::gateway::v1::ChangePasscodeRequest {
+                    account_id: account.to_string(),
+                    lock_id,
+                    passcode_id,
+                    new_code: String::new(),
+                    name: String::new(),
+                    start_time: Some(latchkey::pb::timestamp(window.0)),
+                    end_time: Some(latchkey::pb::timestamp(window.1)),
+                    request_id: request_id.to_owned(),
+                },
+            )?;
+            let answer = self.client.clone().change_passcode(request).await;
+            finish(answer.map(tonic::Response::into_inner))
+        }
+        .instrument(span)
+        .await;
+        passcode_answer(answer)
+    }
+
+    pub async fn delete_passcode(
+        &self,
+        tenant_id: &str,
+        account: uuid::Uuid,
+        lock_id: i64,
+        passcode_id: i64,
+        request_id: &str,
+    ) -> PasscodeAnswer {
+        let span = client_span(SERVICE, "DeletePasscode");
+        let answer = async {
+            let request = self.request(
+                tenant_id,
+                latchkey::pb::gateway::v1::DeletePasscodeRequest {
+                    account_id: account.to_string(),
+                    lock_id,
+                    passcode_id,
+                    request_id: request_id.to_owned(),
+                },
+            )?;
+            let answer = self.client.clone().delete_passcode(request).await;
+            finish(answer.map(tonic::Response::into_inner))
+        }
+        .instrument(span)
+        .await;
+        passcode_answer(answer)
+    }
+
+    /// What TTLock says is on the lock, codes masked.
+    pub async fn list_passcodes(
+        &self,
+        tenant_id: &str,
+        account: uuid::Uuid,
+        lock_id: i64,
+    ) -> Result<Vec<latchkey::pb::gateway::v1::Passcode>> {
+        let span = client_span(SERVICE, "ListPasscodes");
+        async {
+            let request = self.request(
+                tenant_id,
+                latchkey::pb::gateway::v1::ListPasscodesRequest {
+                    account_id: account.to_string(),
+                    lock_id,
+                },
+            )?;
+            let answer = self.client.clone().list_passcodes(request).await;
+            finish(answer.map(|r| r.into_inner().passcodes))
+        }
+        .instrument(span)
+        .await
+    }
+}

@@ -99,6 +99,21 @@ pub async fn run(
         lead_hours: config.provisioning_lead_hours,
     };
 
+    let (stopping, stop_seen) = tokio::sync::watch::channel(false);
+    let provisioning = provisioning::worker::spawn(
+        state.clone(),
+        config.provisioning_concurrency.max(1),
+        std::time::Duration::from_millis(config.provisioning_poll_ms.max(10)),
+        stop_seen.clone(),
+    );
+    let reconciliation = (config.reconcile_interval_secs > 0).then(|| {
+        provisioning::reconcile::spawn_periodic(
+            state.clone(),
+            std::time::Duration::from_secs(config.reconcile_interval_secs),
+            stop_seen.clone(),
+        )
+    });
+
     let directory = DirectoryServiceServer::new(grpc::directory::DirectoryApi::new(state.clone()));
     let audit_service = AuditServiceServer::new(grpc::audit::AuditApi::new(state.clone()));
     let rules = RuleServiceServer::new(grpc::rules::RuleApi::new(state.clone()));
@@ -142,12 +157,19 @@ pub async fn run(
                 retention.abort();
             }
             health.stop_serving().await;
+            // Background work stops taking new intents; one in flight is settled by
+            // its lease lapsing and the next attempt reading the lock.
+            let _ = stopping.send(true);
         },
         config.shutdown_grace(),
     )
     .await?;
     // The router (and every handle to the audit writer) is gone: the workers commit
     // what is queued and stop.
+    provisioning.abort();
+    if let Some(reconciliation) = reconciliation {
+        reconciliation.abort();
+    }
     audit_workers.join_all().await;
     tracing::info!("access-service stopped");
     Ok(())

@@ -1,0 +1,628 @@
+//! Carries out due intents. Each is claimed under a lease (`SKIP LOCKED`, so replicas
+//! never work one intent at once), sent to lock-gateway with a request id of its own and
+//! generation, and settled in one transaction with the code's sync state. An answer
+//! that may or may not have reached the lock is settled by reading the lock, never by
+//! writing blindly again.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
+use latchkey::pb::gateway::v1::{Passcode, PasscodeOutcome, PasscodeResult};
+use rand::Rng;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::db::outbox::{self, CodeDoor, CodeWindow, Intent};
+use crate::error::Result;
+use crate::gateway::PasscodeAnswer;
+use crate::state::AppState;
+
+/// How long a claimed intent is held before another worker may take it over.
+pub const LEASE_SECS: i64 = 120;
+/// The first retry delay; each failure doubles it, up to [`MAX_BACKOFF`].
+const BASE_BACKOFF: chrono::Duration = chrono::Duration::seconds(2);
+const MAX_BACKOFF: chrono::Duration = chrono::Duration::minutes(10);
+/// How soon an intent waiting on another (a change before its set) looks again.
+const DEFER: chrono::Duration = chrono::Duration::seconds(2);
+
+/// The passcode name on the lock that marks a latchkey code; device events read the
+/// code back from it.
+pub fn lock_name(code_id: Uuid) -> String {
+    format!("lk-{code_id}")
+}
+
+/// The code a latchkey passcode name stands for.
+pub fn code_of_name(name: &str) -> Option<Uuid> {
+    name.strip_prefix("lk-")
+        .and_then(|id| Uuid::try_parse(id).ok())
+}
+
+/// Exponential backoff with ±25% jitter, so retries of many codes spread out.
+pub fn backoff(attempts: i32) -> chrono::Duration {
+    let exponent = u32::try_from(attempts.clamp(1, 20) - 1).unwrap_or(0);
+    let base = BASE_BACKOFF
+        .checked_mul(1_i32 << exponent.min(16))
+        .unwrap_or(MAX_BACKOFF)
+        .min(MAX_BACKOFF);
+    let millis = base.num_milliseconds();
+    let jitter = rand::rng().random_range(-(millis / 4)..=(millis / 4));
+    chrono::Duration::milliseconds(millis + jitter)
+}
+
+/// The window the lock enforces: a period for timed codes, none (permanent) otherwise.
+/// Weekly slots are judged by `CheckAccess`; the lock holds the overall window.
+fn lock_window(code: &CodeWindow) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    match (code.code_type.as_str(), code.start_time, code.end_time) {
+        ("PERMANENT", _, _) => None,
+        (_, Some(start), Some(end)) => Some((start, end)),
+        (_, None, Some(end)) => Some((end - chrono::Duration::days(3650), end)),
+        _ => None,
+    }
+}
+
+/// How an intent ended this time.
+enum Settle {
+    /// Done; the door's new state, reason, detail and lock passcode id.
+    Done(&'static str, String, String, Option<i64>),
+    /// Try again later (`next_generation` after a definite refusal); the door's state
+    /// is left as it is, with the error as detail.
+    Retry {
+        after: chrono::Duration,
+        next_generation: bool,
+        error: String,
+    },
+}
+
+fn failure_reason(reason: &str) -> String {
+    match reason {
+        "NO_GATEWAY" => "NO_LOCK_GATEWAY".to_owned(),
+        "DUPLICATE" => "DUPLICATE_ON_LOCK".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+async fn passcodes_on_lock(
+    state: &AppState,
+    tenant: &str,
+    door: &CodeDoor,
+) -> std::result::Result<Vec<Passcode>, String> {
+    let (Some(account), Some(lock)) = (door.account_id, door.lock_id) else {
+        return Err("the door has no lock".to_owned());
+    };
+    state
+        .gateway
+        .list_passcodes(tenant, account, lock)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn ours(passcodes: &[Passcode], code_id: Uuid, known: Option<i64>) -> Option<i64> {
+    passcodes
+        .iter()
+        .find(|p| code_of_name(&p.name) == Some(code_id) || Some(p.passcode_id) == known)
+        .map(|p| p.passcode_id)
+}
+
+#[derive(Debug)]
+pub struct Worker {
+    state: AppState,
+}
+
+impl Worker {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+
+    /// Claims and carries out due intents until none is due; returns how many ran.
+    pub async fn run_due(&self, concurrency: usize) -> Result<usize> {
+        let mut total = 0;
+        loop {
+            let now = self.state.clock.now();
+            let claimed = {
+                let mut conn = self.state.pool.get().await?;
+                outbox::claim_due(&mut conn, now, concurrency.max(1) as i64, LEASE_SECS).await?
+            };
+            if claimed.is_empty() {
+                return Ok(total);
+            }
+            total += claimed.len();
+            let runs = claimed.into_iter().map(|intent| {
+                let span = tracing::info_span!(
+                    "provisioning.intent",
+                    intent = %intent.id,
+                    kind = %intent.intent,
+                    code = %intent.code_id,
+                    door = %intent.door_id,
+                    attempt = intent.attempts,
+                );
+                async move {
+                    if let Err(error) = self.carry_out(&intent).await {
+                        // The lease lapses and another attempt picks it up.
+                        tracing::warn!(?error, "intent not settled");
+                    }
+                }
+                .instrument(span)
+            });
+            futures_util::future::join_all(runs).await;
+        }
+    }
+
+    async fn carry_out(&self, intent: &Intent) -> Result<()> {
+        let tenant = intent.tenant_id.as_str();
+        let (code, door) = {
+            let mut conn = self.state.pool.get().await?;
+            (
+                outbox::code_window(&mut conn, tenant, intent.code_id).await?,
+                outbox::door_row(&mut conn, intent.code_id, intent.door_id).await?,
+            )
+        };
+        let (Some(code), Some(door)) = (code, door) else {
+            let mut conn = self.state.pool.get().await?;
+            outbox::finish(&mut conn, intent.id, false, "the code or door is gone").await?;
+            return Ok(());
+        };
+        let settle = match intent.intent.as_str() {
+            "SET" => self.set(intent, &code, &door).await?,
+            "CHANGE" => self.change(intent, &code, &door).await,
+            _ => self.remove(intent, &door).await,
+        };
+        self.settle(intent, &door, settle).await
+    }
+
+    async fn settle(&self, intent: &Intent, door: &CodeDoor, settle: Settle) -> Result<()> {
+        let now = self.state.clock.now();
+        let mut conn = self.state.pool.get().await?;
+        conn.transaction(async |conn| {
+            match &settle {
+                Settle::Done(state, reason, detail, passcode) => {
+                    outbox::set_door_state(
+                        conn,
+                        door.code_id,
+                        door.door_id,
+                        state,
+                        reason,
+                        detail,
+                        *passcode,
+                    )
+                    .await?;
+                    let keep = intent.intent == "SET" && *state == "SET";
+                    outbox::finish(conn, intent.id, keep, detail).await?;
+                    tracing::info!(state, reason = %reason, "intent settled");
+                }
+                Settle::Retry {
+                    after,
+                    next_generation,
+                    error,
+                } => {
+                    let state = match (intent.intent.as_str(), door.sync_state.as_str()) {
+                        ("SET", "SETTING") => "PENDING",
+                        (_, state) => state,
+                    };
+                    outbox::set_door_state(
+                        conn,
+                        door.code_id,
+                        door.door_id,
+                        state,
+                        "",
+                        error,
+                        door.lock_passcode_id,
+                    )
+                    .await?;
+                    outbox::retry(conn, intent.id, now + *after, *next_generation, error).await?;
+                    tracing::info!(error = %error, "intent retried later");
+                }
+            }
+            Ok::<_, diesel::result::Error>(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    fn request_id(intent: &Intent) -> String {
+        format!("prov-{}-{}", intent.id, intent.generation)
+    }
+
+    async fn set(&self, intent: &Intent, code: &CodeWindow, door: &CodeDoor) -> Result<Settle> {
+        let now = self.state.clock.now();
+        if code.status != "ACTIVE" {
+            // Revocation queued its own removal.
+            return Ok(Settle::Done(
+                "REMOVED",
+                String::new(),
+                "no longer active; not written".to_owned(),
+                None,
+            ));
+        }
+        if code.end_time.is_some_and(|end| end <= now) {
+            return Ok(Settle::Done(
+                "FAILED",
+                "EXPIRED_BEFORE_SET".to_owned(),
+                "the code's window ended before it could be written".to_owned(),
+                None,
+            ));
+        }
+        let (Some(account), Some(lock)) = (door.account_id, door.lock_id) else {
+            return Ok(Settle::Done(
+                "NOT_APPLICABLE",
+                String::new(),
+                String::new(),
+                None,
+            ));
+        };
+        let Some(sealed) = intent.code_sealed.as_deref() else {
+            return Ok(Settle::Done(
+                "FAILED",
+                "CODE_UNAVAILABLE".to_owned(),
+                "the sealed code is gone; issue the code again".to_owned(),
+                None,
+            ));
+        };
+        let plain = self
+            .state
+            .code_keys
+            .open(sealed, &outbox::seal_context(intent.id))
+            .map_err(|e| latchkey::error::ApiError::internal(e.to_string()))?;
+        {
+            let mut conn = self.state.pool.get().await?;
+            outbox::set_door_state(
+                &mut conn,
+                door.code_id,
+                door.door_id,
+                "SETTING",
+                "",
+                "",
+                None,
+            )
+            .await?;
+        }
+        let tenant = intent.tenant_id.as_str();
+        let answer = self
+            .state
+            .gateway
+            .create_passcode(
+                tenant,
+                account,
+                lock,
+                &plain,
+                &lock_name(code.id),
+                lock_window(code),
+                &Self::request_id(intent),
+            )
+            .await;
+        drop(plain);
+        Ok(match answer {
+            PasscodeAnswer::Answered(result) => self.after_set(intent, door, result).await,
+            PasscodeAnswer::Lost(error) => self.resolve_set(intent, door, error).await,
+            PasscodeAnswer::Refused(error) => {
+                Settle::Done("FAILED", "REFUSED".to_owned(), error, None)
+            }
+        })
+    }
+
+    async fn after_set(&self, intent: &Intent, door: &CodeDoor, result: PasscodeResult) -> Settle {
+        match result.outcome() {
+            PasscodeOutcome::Done => Settle::Done(
+                "SET",
+                String::new(),
+                String::new(),
+                Some(result.passcode_id),
+            ),
+            PasscodeOutcome::Unconfirmed => {
+                self.resolve_set(intent, door, format!("ambiguous write: {}", result.detail))
+                    .await
+            }
+            _ if result.reason == "DUPLICATE" => {
+                // Our own earlier write may be what the lock found.
+                match passcodes_on_lock(&self.state, &intent.tenant_id, door).await {
+                    Ok(list) => match ours(&list, door.code_id, None) {
+                        Some(id) => Settle::Done(
+                            "SET",
+                            String::new(),
+                            "found on the lock".to_owned(),
+                            Some(id),
+                        ),
+                        None => Settle::Done(
+                            "FAILED",
+                            "DUPLICATE_ON_LOCK".to_owned(),
+                            "the lock already holds this code under another name".to_owned(),
+                            None,
+                        ),
+                    },
+                    Err(error) => Settle::Retry {
+                        after: backoff(intent.attempts),
+                        next_generation: true,
+                        error,
+                    },
+                }
+            }
+            _ if result.retryable => Settle::Retry {
+                after: backoff(intent.attempts),
+                next_generation: true,
+                error: format!("{}: {}", result.reason, result.detail),
+            },
+            _ => Settle::Done(
+                "FAILED",
+                failure_reason(&result.reason),
+                result.detail,
+                None,
+            ),
+        }
+    }
+
+    /// A write without a definite answer: the lock's passcode list says whether it
+    /// happened. Absent, it is written again under a new request id.
+    async fn resolve_set(&self, intent: &Intent, door: &CodeDoor, why: String) -> Settle {
+        match passcodes_on_lock(&self.state, &intent.tenant_id, door).await {
+            Ok(list) => match ours(&list, door.code_id, None) {
+                Some(id) => Settle::Done(
+                    "SET",
+                    String::new(),
+                    "confirmed by reading the lock".to_owned(),
+                    Some(id),
+                ),
+                None => Settle::Retry {
+                    after: backoff(1),
+                    next_generation: true,
+                    error: format!("{why}; not on the lock, written again"),
+                },
+            },
+            // Not even the list can be read: ask again later, same request id.
+            Err(error) => Settle::Retry {
+                after: backoff(intent.attempts),
+                next_generation: false,
+                error: format!("{why}; {error}"),
+            },
+        }
+    }
+
+    async fn change(&self, intent: &Intent, code: &CodeWindow, door: &CodeDoor) -> Settle {
+        if door.sync_state != "SET" {
+            // Not on the lock yet: the pending write carries the new window itself.
+            if matches!(door.sync_state.as_str(), "PENDING" | "SETTING") {
+                return Settle::Retry {
+                    after: DEFER,
+                    next_generation: false,
+                    error: "waiting for the code to be set".to_owned(),
+                };
+            }
+            return Settle::Done(
+                door_state(door),
+                door.failure_reason.clone(),
+                "nothing to change".to_owned(),
+                door.lock_passcode_id,
+            );
+        }
+        let (Some(account), Some(lock), Some(passcode)) =
+            (door.account_id, door.lock_id, door.lock_passcode_id)
+        else {
+            return Settle::Done(
+                door_state(door),
+                String::new(),
+                "nothing to change".to_owned(),
+                door.lock_passcode_id,
+            );
+        };
+        let Some(window) = lock_window(code) else {
+            return Settle::Done(
+                "SET",
+                String::new(),
+                "permanent; no window to move".to_owned(),
+                Some(passcode),
+            );
+        };
+        let answer = self
+            .state
+            .gateway
+            .change_passcode_window(
+                &intent.tenant_id,
+                account,
+                lock,
+                passcode,
+                window,
+                &Self::request_id(intent),
+            )
+            .await;
+        match answer {
+            PasscodeAnswer::Answered(result) if result.outcome() == PasscodeOutcome::Done => {
+                Settle::Done(
+                    "SET",
+                    String::new(),
+                    "window moved".to_owned(),
+                    Some(passcode),
+                )
+            }
+            PasscodeAnswer::Answered(result) if result.retryable => Settle::Retry {
+                after: backoff(intent.attempts),
+                next_generation: true,
+                error: format!("{}: {}", result.reason, result.detail),
+            },
+            PasscodeAnswer::Answered(result)
+                if result.outcome() == PasscodeOutcome::Unconfirmed =>
+            {
+                // A window change is safe to repeat: ask again under a new id.
+                Settle::Retry {
+                    after: backoff(1),
+                    next_generation: true,
+                    error: format!("ambiguous change: {}", result.detail),
+                }
+            }
+            PasscodeAnswer::Answered(result) => Settle::Done(
+                "FAILED",
+                failure_reason(&result.reason),
+                format!("the window could not be moved: {}", result.detail),
+                Some(passcode),
+            ),
+            PasscodeAnswer::Lost(error) => Settle::Retry {
+                after: backoff(intent.attempts),
+                next_generation: false,
+                error,
+            },
+            PasscodeAnswer::Refused(error) => {
+                Settle::Done("FAILED", "REFUSED".to_owned(), error, Some(passcode))
+            }
+        }
+    }
+
+    async fn remove(&self, intent: &Intent, door: &CodeDoor) -> Settle {
+        let (Some(account), Some(lock)) = (door.account_id, door.lock_id) else {
+            return Settle::Done("REMOVED", String::new(), String::new(), None);
+        };
+        let passcode = match door.lock_passcode_id {
+            Some(id) => id,
+            None => match passcodes_on_lock(&self.state, &intent.tenant_id, door).await {
+                Ok(list) => match ours(&list, door.code_id, None) {
+                    Some(id) => id,
+                    None if self.set_in_flight(door).await => {
+                        return Settle::Retry {
+                            after: DEFER,
+                            next_generation: false,
+                            error: "waiting for a write in flight before removing".to_owned(),
+                        };
+                    }
+                    None => {
+                        return Settle::Done(
+                            "REMOVED",
+                            String::new(),
+                            "not on the lock".to_owned(),
+                            None,
+                        );
+                    }
+                },
+                Err(error) => {
+                    return Settle::Retry {
+                        after: backoff(intent.attempts),
+                        next_generation: false,
+                        error,
+                    };
+                }
+            },
+        };
+        let answer = self
+            .state
+            .gateway
+            .delete_passcode(
+                &intent.tenant_id,
+                account,
+                lock,
+                passcode,
+                &Self::request_id(intent),
+            )
+            .await;
+        match answer {
+            PasscodeAnswer::Answered(result) if result.outcome() == PasscodeOutcome::Done => {
+                Settle::Done("REMOVED", String::new(), String::new(), Some(passcode))
+            }
+            PasscodeAnswer::Answered(result)
+                if result.outcome() == PasscodeOutcome::Unconfirmed =>
+            {
+                match passcodes_on_lock(&self.state, &intent.tenant_id, door).await {
+                    Ok(list) if ours(&list, door.code_id, Some(passcode)).is_none() => {
+                        Settle::Done(
+                            "REMOVED",
+                            String::new(),
+                            "confirmed by reading the lock".to_owned(),
+                            Some(passcode),
+                        )
+                    }
+                    _ => Settle::Retry {
+                        after: backoff(1),
+                        next_generation: true,
+                        error: format!("ambiguous removal: {}", result.detail),
+                    },
+                }
+            }
+            PasscodeAnswer::Answered(result) if result.retryable => Settle::Retry {
+                after: backoff(intent.attempts),
+                next_generation: true,
+                error: format!("{}: {}", result.reason, result.detail),
+            },
+            PasscodeAnswer::Answered(result) => Settle::Done(
+                "FAILED",
+                failure_reason(&result.reason),
+                format!("could not be removed from the lock: {}", result.detail),
+                Some(passcode),
+            ),
+            PasscodeAnswer::Lost(error) => Settle::Retry {
+                after: backoff(intent.attempts),
+                next_generation: false,
+                error,
+            },
+            PasscodeAnswer::Refused(error) => {
+                Settle::Done("FAILED", "REFUSED".to_owned(), error, Some(passcode))
+            }
+        }
+    }
+
+    async fn set_in_flight(&self, door: &CodeDoor) -> bool {
+        match self.state.pool.get().await {
+            Ok(mut conn) => outbox::has_open(&mut conn, door.code_id, door.door_id, "SET")
+                .await
+                .unwrap_or(true),
+            Err(_) => true,
+        }
+    }
+}
+
+fn door_state(door: &CodeDoor) -> &'static str {
+    match door.sync_state.as_str() {
+        "SET" => "SET",
+        "FAILED" => "FAILED",
+        "REMOVING" => "REMOVING",
+        "REMOVED" => "REMOVED",
+        "NOT_APPLICABLE" => "NOT_APPLICABLE",
+        "SETTING" => "SETTING",
+        _ => "PENDING",
+    }
+}
+
+/// Expires codes whose end has passed (each leaves its locks) and erases the sealed
+/// copies of codes that no longer stand. Replicas skip codes another is expiring.
+pub async fn sweep(state: &AppState) -> Result<usize> {
+    let now = state.clock.now();
+    let mut conn = state.pool.get().await?;
+    let expired = conn
+        .transaction(async |conn| {
+            let due = outbox::expired_for_update(conn, now, 200).await?;
+            for code in &due {
+                outbox::mark_expired(conn, code.id, now).await?;
+                super::intents::on_revoke(conn, &code.tenant_id, code.id, now).await?;
+            }
+            outbox::erase_inactive_sealed(conn).await?;
+            Ok::<_, diesel::result::Error>(due.len())
+        })
+        .await?;
+    if expired > 0 {
+        tracing::info!(expired, "expired codes queued for removal");
+    }
+    Ok(expired)
+}
+
+/// Runs due intents and sweeps, woken by new intents and otherwise every `poll`, until
+/// shutdown.
+pub fn spawn(
+    state: AppState,
+    concurrency: usize,
+    poll: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(
+        async move {
+            let worker = Worker::new(state.clone());
+            loop {
+                if let Err(error) = sweep(&state).await {
+                    tracing::warn!(?error, "expiry sweep failed");
+                }
+                if let Err(error) = worker.run_due(concurrency).await {
+                    tracing::warn!(?error, "provisioning pass failed");
+                }
+                tokio::select! {
+                    () = state.provisioning_wake.notified() => {}
+                    () = tokio::time::sleep(poll) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+        .instrument(tracing::info_span!("provisioning")),
+    )
+}
