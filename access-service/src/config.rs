@@ -125,6 +125,10 @@ pub struct Config {
     /// it, in milliseconds.
     #[arg(long, env = "PROVISIONING_POLL_MS", default_value_t = 1000)]
     pub provisioning_poll_ms: u64,
+    /// How long a worker holds an intent before another may take it over (a crashed
+    /// worker's intents wait this long), in seconds.
+    #[arg(long, env = "PROVISIONING_LEASE_SECS", default_value_t = 120)]
+    pub provisioning_lease_secs: u32,
     /// How often every lock's passcodes are reconciled with the codes that should be on
     /// it, in seconds (0: only on request).
     #[arg(long, env = "RECONCILE_INTERVAL_SECS", default_value_t = 900)]
@@ -170,6 +174,7 @@ impl Config {
             provisioning_lead_hours: 72,
             provisioning_concurrency: 4,
             provisioning_poll_ms: 1000,
+            provisioning_lease_secs: 120,
             reconcile_interval_secs: 0,
             follow_device_events: true,
             db: DbConfig::for_url(database_url),

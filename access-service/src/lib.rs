@@ -104,6 +104,7 @@ pub async fn run(
         state.clone(),
         config.provisioning_concurrency.max(1),
         std::time::Duration::from_millis(config.provisioning_poll_ms.max(10)),
+        config.provisioning_lease_secs,
         stop_seen.clone(),
     );
     let reconciliation = (config.reconcile_interval_secs > 0).then(|| {

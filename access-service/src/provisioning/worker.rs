@@ -18,8 +18,6 @@ use crate::error::Result;
 use crate::gateway::PasscodeAnswer;
 use crate::state::AppState;
 
-/// How long a claimed intent is held before another worker may take it over.
-pub const LEASE_SECS: i64 = 120;
 /// The first retry delay; each failure doubles it, up to [`MAX_BACKOFF`].
 const BASE_BACKOFF: chrono::Duration = chrono::Duration::seconds(2);
 const MAX_BACKOFF: chrono::Duration = chrono::Duration::minutes(10);
@@ -107,11 +105,16 @@ fn ours(passcodes: &[Passcode], code_id: Uuid, known: Option<i64>) -> Option<i64
 #[derive(Debug)]
 pub struct Worker {
     state: AppState,
+    /// How long a claim holds, in seconds of host time.
+    lease_secs: i64,
 }
 
 impl Worker {
-    pub fn new(state: AppState) -> Self {
-        Self { state }
+    pub fn new(state: AppState, lease_secs: u32) -> Self {
+        Self {
+            state,
+            lease_secs: i64::from(lease_secs.max(1)),
+        }
     }
 
     /// Claims and carries out due intents until none is due; returns how many ran.
@@ -121,7 +124,7 @@ impl Worker {
             let now = self.state.clock.now();
             let claimed = {
                 let mut conn = self.state.pool.get().await?;
-                outbox::claim_due(&mut conn, now, concurrency.max(1) as i64, LEASE_SECS).await?
+                outbox::claim_due(&mut conn, now, concurrency.max(1) as i64, self.lease_secs).await?
             };
             if claimed.is_empty() {
                 return Ok(total);
@@ -604,11 +607,12 @@ pub fn spawn(
     state: AppState,
     concurrency: usize,
     poll: Duration,
+    lease_secs: u32,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(
         async move {
-            let worker = Worker::new(state.clone());
+            let worker = Worker::new(state.clone(), lease_secs);
             loop {
                 if let Err(error) = sweep(&state).await {
                     tracing::warn!(?error, "expiry sweep failed");

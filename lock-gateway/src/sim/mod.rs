@@ -197,6 +197,11 @@ impl SimHandle {
         self.shared.lock().set_battery(lock_id, percent)
     }
 
+    /// Deletes a passcode as the TTLock app would, behind latchkey's back.
+    pub fn remove_passcode(&self, passcode_id: i64) -> bool {
+        self.shared.lock().remove_passcode(passcode_id)
+    }
+
     /// Deletes a lock from its account; `false` for an unknown lock.
     pub fn remove_lock(&self, lock_id: i64) -> bool {
         self.shared.lock().remove_lock(lock_id)

@@ -931,6 +931,11 @@ impl State {
         }
     }
 
+    /// Someone deletes a passcode on the lock or in the TTLock app.
+    pub fn remove_passcode(&mut self, passcode_id: i64) -> bool {
+        self.passcodes.remove(&passcode_id).is_some()
+    }
+
     /// The lock is deleted from its account (reset or transferred).
     pub fn remove_lock(&mut self, lock_id: i64) -> bool {
         self.passcodes.retain(|_, p| p.lock_id != lock_id);
