@@ -124,7 +124,8 @@ impl Worker {
             let now = self.state.clock.now();
             let claimed = {
                 let mut conn = self.state.pool.get().await?;
-                outbox::claim_due(&mut conn, now, concurrency.max(1) as i64, self.lease_secs).await?
+                outbox::claim_due(&mut conn, now, concurrency.max(1) as i64, self.lease_secs)
+                    .await?
             };
             if claimed.is_empty() {
                 return Ok(total);
@@ -629,4 +630,52 @@ pub fn spawn(
         }
         .instrument(tracing::info_span!("provisioning")),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_with_jitter() {
+        for _ in 0..50 {
+            let first = backoff(1).num_milliseconds();
+            assert!((1500..=2500).contains(&first), "{first}");
+            let fourth = backoff(4).num_milliseconds();
+            assert!((12_000..=20_000).contains(&fourth), "{fourth}");
+            let late = backoff(40).num_milliseconds();
+            assert!((450_000..=750_000).contains(&late), "{late}");
+        }
+    }
+
+    #[test]
+    fn lock_names_carry_the_code_id() {
+        let id = Uuid::now_v7();
+        assert_eq!(code_of_name(&lock_name(id)), Some(id));
+        assert_eq!(code_of_name("Owner"), None);
+        assert_eq!(code_of_name("lk-not-a-uuid"), None);
+    }
+
+    #[test]
+    fn the_lock_holds_the_overall_window_of_timed_codes() {
+        let start = Utc::now();
+        let end = start + chrono::Duration::days(2);
+        let code = |kind: &str, start, end| CodeWindow {
+            id: Uuid::nil(),
+            tenant_id: "t".into(),
+            status: "ACTIVE".into(),
+            code_type: kind.into(),
+            start_time: start,
+            end_time: end,
+        };
+        assert_eq!(lock_window(&code("PERMANENT", None, None)), None);
+        assert_eq!(
+            lock_window(&code("TEMPORARY", Some(start), Some(end))),
+            Some((start, end))
+        );
+        assert_eq!(
+            lock_window(&code("RECURRING", Some(start), Some(end))),
+            Some((start, end))
+        );
+    }
 }
