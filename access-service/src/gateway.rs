@@ -185,3 +185,30 @@ impl GatewayClient {
         }
     }
 }
+
+impl GatewayClient {
+    /// Opens the tenant's device event stream after `after`. Without a deadline: the
+    /// stream lives until lock-gateway ends it (at its shutdown) or the connection fails.
+    pub async fn watch_device_events(
+        &self,
+        tenant_id: &str,
+        after: i64,
+    ) -> Result<tonic::Streaming<latchkey::pb::gateway::v1::DeviceEvent>> {
+        use latchkey::pb::gateway::v1::WatchDeviceEventsRequest;
+        let span = client_span(SERVICE, "WatchDeviceEvents");
+        async {
+            let mut request = self.request(
+                tenant_id,
+                WatchDeviceEventsRequest {
+                    after_cursor: after,
+                },
+            )?;
+            // The call deadline is carried only as this header; a stream must outlive it.
+            request.metadata_mut().remove("grpc-timeout");
+            let answer = self.client.clone().watch_device_events(request).await;
+            finish(answer.map(tonic::Response::into_inner))
+        }
+        .instrument(span)
+        .await
+    }
+}

@@ -9,6 +9,7 @@ pub mod code_keys;
 pub mod config;
 pub mod db;
 pub mod decision;
+pub mod device_events;
 pub mod directory;
 pub mod doors;
 pub mod error;
@@ -99,6 +100,16 @@ pub async fn run(
         lead_hours: config.provisioning_lead_hours,
     };
 
+    // Followers release their leases at shutdown so another replica takes over at once.
+    let device_events = config.follow_device_events.then(|| {
+        device_events::Follower::spawn(
+            pool.clone(),
+            state.gateway.clone(),
+            state.clock.clone(),
+            config.device_events(),
+        )
+    });
+
     let directory = DirectoryServiceServer::new(grpc::directory::DirectoryApi::new(state.clone()));
     let audit_service = AuditServiceServer::new(grpc::audit::AuditApi::new(state.clone()));
     let rules = RuleServiceServer::new(grpc::rules::RuleApi::new(state.clone()));
@@ -140,6 +151,9 @@ pub async fn run(
             listener_task.abort();
             if let Some(retention) = retention {
                 retention.abort();
+            }
+            if let Some(device_events) = device_events {
+                device_events.stop().await;
             }
             health.stop_serving().await;
         },
