@@ -45,6 +45,10 @@ impl GatewayClient {
     pub fn new(config: &Config) -> Result<Self, GatewaySetupError> {
         let channel = Endpoint::from_shared(config.lock_gateway_url.clone())?
             .connect_timeout(Duration::from_secs(5))
+            // A device event stream is quiet while nothing happens: pings find a
+            // connection that died without closing, so the follower reconnects.
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(10))
             .connect_lazy();
         let signer = match (
             &config.lock_gateway_jwt_private_key_file,

@@ -116,7 +116,11 @@ async fn supervise(context: Context, mut stop: watch::Receiver<bool>) {
         match claim_new(&context, &followed).await {
             Ok(claimed) => {
                 for tenant in claimed {
-                    let task = tokio::spawn(follow(context.clone(), tenant.clone(), stop.clone()));
+                    let task = latchkey::telemetry::spawn_in_span(follow(
+                        context.clone(),
+                        tenant.clone(),
+                        stop.clone(),
+                    ));
                     followed.insert(tenant, task);
                 }
             }
