@@ -168,7 +168,7 @@ impl Env {
         Doors { room, annex }
     }
 
-    /// A guest's code for `door`, as the code service stores it: on the lock already.
+    /// A guest's code for `door`, as the code service stores it while writing it.
     async fn guest_code(&self, door: &str, guest: &str, max_usages: i32) -> Uuid {
         let id = Uuid::now_v7();
         let client = self.db.client().await;
@@ -185,7 +185,7 @@ impl Env {
             .execute(
                 "INSERT INTO access.access_code_doors \
                  (tenant_id, code_id, door_id, sync_state, account_id, lock_id, lock_passcode_id) \
-                 VALUES ($1, $2::text::uuid, $3::text::uuid, 'SET', $4::text::uuid, $5, 1)",
+                 VALUES ($1, $2::text::uuid, $3::text::uuid, 'SETTING', $4::text::uuid, $5, NULL)",
                 &[&TENANT, &id.to_string(), &door, &self.account, &ROOM_101],
             )
             .await
@@ -193,8 +193,9 @@ impl Env {
         id
     }
 
-    /// Writes the code's passcode onto Room 101 under the name that identifies it.
-    async fn put_passcode(&self, code_id: Uuid) {
+    /// Writes the code's passcode onto Room 101 under the name that identifies it, and
+    /// records it as set, as provisioning does.
+    async fn put_passcode(&self, code_id: Uuid) -> i64 {
         let result = self
             .gateway_client()
             .await
@@ -214,6 +215,17 @@ impl Env {
             .unwrap()
             .into_inner();
         assert_eq!(result.outcome(), gw::PasscodeOutcome::Done, "{result:?}");
+        self.db
+            .client()
+            .await
+            .execute(
+                "UPDATE access.access_code_doors SET sync_state = 'SET', lock_passcode_id = $2 \
+                 WHERE code_id = $1::text::uuid",
+                &[&code_id.to_string(), &result.passcode_id],
+            )
+            .await
+            .unwrap();
+        result.passcode_id
     }
 
     /// Someone types `code` on Room 101's keypad a few seconds after the last time.
@@ -390,7 +402,7 @@ async fn keypad_wrong_code_battery_and_offline_reach_the_log_and_the_door() {
     let access = env.access().await;
     let doors = env.doors(&access).await;
     let code = env.guest_code(&doors.room, "Ana Guest", 0).await;
-    env.put_passcode(code).await;
+    let passcode_id = env.put_passcode(code).await;
     let set = wait_logs(&access, &env.admin, &doors.room, "the code set", |rows| {
         !find(rows, pb::AuditAction::DeviceEvent, "PASSCODE_SET").is_empty()
     })
@@ -485,6 +497,37 @@ async fn keypad_wrong_code_battery_and_offline_reach_the_log_and_the_door() {
     )
     .await;
     wait_status(&access, &env.admin, &doors.annex, pb::DoorStatus::Locked).await;
+
+    // The passcode leaves the lock: the row names the code by the passcode's id.
+    env.gateway_client()
+        .await
+        .delete_passcode(authorized(
+            gw::DeletePasscodeRequest {
+                account_id: env.account.clone(),
+                lock_id: ROOM_101,
+                passcode_id,
+                request_id: format!("remove-{code}"),
+            },
+            &env.service,
+        ))
+        .await
+        .unwrap();
+    let rows = wait_logs(
+        &access,
+        &env.admin,
+        &doors.room,
+        "the code removed",
+        |rows| !find(rows, pb::AuditAction::DeviceEvent, "PASSCODE_REMOVED").is_empty(),
+    )
+    .await;
+    let removed = find(&rows, pb::AuditAction::DeviceEvent, "PASSCODE_REMOVED")[0];
+    assert_eq!(
+        (
+            removed.user_name.as_str(),
+            metadata(removed)["code_id"].as_str()
+        ),
+        ("Ana Guest", Some(code.to_string().as_str()))
+    );
 
     // The typed codes exist only on the lock.
     let stored = env

@@ -11,7 +11,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::doors::Door;
-use super::schema::{access_codes, device_event_cursors, doors, users};
+use super::schema::{access_code_doors, access_codes, device_event_cursors, doors, users};
 
 /// Tenants with at least one door bound to a lock: the ones whose events matter.
 pub async fn followed_tenants(conn: &mut AsyncPgConnection) -> QueryResult<Vec<String>> {
@@ -223,4 +223,23 @@ pub async fn count_usage(
         diesel::update(target).set(counted).execute(conn).await?;
     }
     Ok(())
+}
+
+/// The code written to the lock as passcode `passcode_id`, once provisioning recorded it.
+pub async fn code_of_passcode(
+    conn: &mut AsyncPgConnection,
+    tenant: &str,
+    account: Uuid,
+    lock_id: i64,
+    passcode_id: i64,
+) -> QueryResult<Option<Uuid>> {
+    access_code_doors::table
+        .filter(access_code_doors::tenant_id.eq(tenant))
+        .filter(access_code_doors::account_id.eq(account))
+        .filter(access_code_doors::lock_id.eq(lock_id))
+        .filter(access_code_doors::lock_passcode_id.eq(passcode_id))
+        .select(access_code_doors::code_id)
+        .first(conn)
+        .await
+        .optional()
 }

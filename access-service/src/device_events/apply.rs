@@ -267,9 +267,10 @@ pub async fn apply(
             "device event cursors skipped; lock-gateway no longer holds the ones between"
         );
     }
-    let door = match Uuid::parse_str(&event.account_id) {
-        Ok(account) => db::door_on_lock(conn, tenant, account, event.lock_id).await?,
-        Err(_) => None,
+    let account = Uuid::parse_str(&event.account_id).ok();
+    let door = match account {
+        Some(account) => db::door_on_lock(conn, tenant, account, event.lock_id).await?,
+        None => None,
     };
     let Some(door) = door else {
         db::set_cursor(conn, tenant, event.cursor).await?;
@@ -282,8 +283,16 @@ pub async fn apply(
     }
     let mut row = entry(tenant, &door, event, kind, at);
     let mut exhausted = None;
+    let code_id = match (code_id_of(&event.username), account) {
+        (Some(code_id), _) => Some(code_id),
+        // Passcode writes name the passcode by its id on the lock, not by its name.
+        (None, Some(account)) if names_code(kind) && event.passcode_id != 0 => {
+            db::code_of_passcode(conn, tenant, account, event.lock_id, event.passcode_id).await?
+        }
+        (None, _) => None,
+    };
     if names_code(kind)
-        && let Some(code_id) = code_id_of(&event.username)
+        && let Some(code_id) = code_id
         && let Some(code) = db::code_for_update(conn, tenant, code_id).await?
     {
         name_grantee(conn, tenant, &code, &mut row).await?;
