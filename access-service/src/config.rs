@@ -136,6 +136,10 @@ pub struct Config {
     /// Follow lock-gateway's device events for every tenant with a door on a lock.
     #[arg(long, env = "FOLLOW_DEVICE_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub follow_device_events: bool,
+    /// How often the tenants whose device events to follow are looked for (new doors on
+    /// locks, leases other replicas gave up), in milliseconds.
+    #[arg(long, env = "DEVICE_EVENTS_SCAN_MS", default_value_t = 10_000)]
+    pub device_events_scan_ms: u64,
     #[command(flatten)]
     pub db: DbConfig,
     #[command(flatten)]
@@ -177,6 +181,7 @@ impl Config {
             provisioning_lease_secs: 120,
             reconcile_interval_secs: 0,
             follow_device_events: true,
+            device_events_scan_ms: 10_000,
             db: DbConfig::for_url(database_url),
             jwt: JwtConfig {
                 jwt_secret: Some(SecretString::from(jwt_secret.to_owned())),
@@ -194,6 +199,14 @@ impl Config {
                 window: chrono::Duration::minutes(self.suspicious_window_minutes.max(1)),
                 threshold: self.suspicious_threshold.max(1),
             },
+        }
+    }
+
+    pub fn device_events(&self) -> crate::device_events::Settings {
+        crate::device_events::Settings {
+            scan_interval: Duration::from_millis(self.device_events_scan_ms.max(10)),
+            lease: crate::device_events::LEASE,
+            burst: self.audit_writer().burst,
         }
     }
 

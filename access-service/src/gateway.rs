@@ -45,6 +45,10 @@ impl GatewayClient {
     pub fn new(config: &Config) -> Result<Self, GatewaySetupError> {
         let channel = Endpoint::from_shared(config.lock_gateway_url.clone())?
             .connect_timeout(Duration::from_secs(5))
+            // A device event stream is quiet while nothing happens: pings find a
+            // connection that died without closing, so the follower reconnects.
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(10))
             .connect_lazy();
         let signer = match (
             &config.lock_gateway_jwt_private_key_file,
@@ -334,6 +338,33 @@ impl GatewayClient {
             )?;
             let answer = self.client.clone().list_passcodes(request).await;
             finish(answer.map(|r| r.into_inner().passcodes))
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+impl GatewayClient {
+    /// Opens the tenant's device event stream after `after`. Without a deadline: the
+    /// stream lives until lock-gateway ends it (at its shutdown) or the connection fails.
+    pub async fn watch_device_events(
+        &self,
+        tenant_id: &str,
+        after: i64,
+    ) -> Result<tonic::Streaming<latchkey::pb::gateway::v1::DeviceEvent>> {
+        use latchkey::pb::gateway::v1::WatchDeviceEventsRequest;
+        let span = client_span(SERVICE, "WatchDeviceEvents");
+        async {
+            let mut request = self.request(
+                tenant_id,
+                WatchDeviceEventsRequest {
+                    after_cursor: after,
+                },
+            )?;
+            // The call deadline is carried only as this header; a stream must outlive it.
+            request.metadata_mut().remove("grpc-timeout");
+            let answer = self.client.clone().watch_device_events(request).await;
+            finish(answer.map(tonic::Response::into_inner))
         }
         .instrument(span)
         .await

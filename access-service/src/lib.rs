@@ -9,6 +9,7 @@ pub mod code_keys;
 pub mod config;
 pub mod db;
 pub mod decision;
+pub mod device_events;
 pub mod directory;
 pub mod doors;
 pub mod error;
@@ -114,6 +115,15 @@ pub async fn run(
             stop_seen.clone(),
         )
     });
+    // Followers release their leases at shutdown so another replica takes over at once.
+    let device_events = config.follow_device_events.then(|| {
+        device_events::Follower::spawn(
+            pool.clone(),
+            state.gateway.clone(),
+            state.clock.clone(),
+            config.device_events(),
+        )
+    });
 
     let directory = DirectoryServiceServer::new(grpc::directory::DirectoryApi::new(state.clone()));
     let audit_service = AuditServiceServer::new(grpc::audit::AuditApi::new(state.clone()));
@@ -157,6 +167,9 @@ pub async fn run(
             if let Some(retention) = retention {
                 retention.abort();
             }
+            if let Some(device_events) = device_events {
+                device_events.stop().await;
+            }
             health.stop_serving().await;
             // Background work stops taking new intents; one in flight is settled by
             // its lease lapsing and the next attempt reading the lock.
@@ -167,9 +180,12 @@ pub async fn run(
     .await?;
     // The router (and every handle to the audit writer) is gone: the workers commit
     // what is queued and stop.
+    // Background tasks hold handles to the audit writer too: drop them first.
     provisioning.abort();
+    let _ = provisioning.await;
     if let Some(reconciliation) = reconciliation {
         reconciliation.abort();
+        let _ = reconciliation.await;
     }
     audit_workers.join_all().await;
     tracing::info!("access-service stopped");

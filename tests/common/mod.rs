@@ -59,3 +59,97 @@ pub async fn insert_account(db: &TestDb, tenant: &str, username: &str) {
         .await
         .unwrap();
 }
+
+/// The callback secret of [`CallbackGateway`]s.
+pub const CALLBACK_SECRET: &str = "cb-7f3e9a1c5d2b8e4f6a0c9d1e";
+
+/// lock-gateway with its TTLock callback receiver, restartable on the same two addresses
+/// so access-service and the simulator find it again.
+pub struct CallbackGateway {
+    pub grpc: std::net::SocketAddr,
+    pub callbacks: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), lock_gateway::RunError>>,
+}
+
+impl CallbackGateway {
+    pub async fn start(db: &TestDb) -> Self {
+        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::start_on(db, any, any).await
+    }
+
+    pub async fn start_on(
+        db: &TestDb,
+        grpc: std::net::SocketAddr,
+        callbacks: std::net::SocketAddr,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind(grpc).await.unwrap();
+        let callback_listener = tokio::net::TcpListener::bind(callbacks).await.unwrap();
+        let (grpc, callbacks) = (
+            listener.local_addr().unwrap(),
+            callback_listener.local_addr().unwrap(),
+        );
+        let mut config = lock_gateway::Config::new(db.url(), TEST_JWT_SECRET);
+        config.callback_secret = Some(secrecy::SecretString::from(CALLBACK_SECRET.to_owned()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(lock_gateway::run_with_callbacks(
+            listener,
+            Some(callback_listener),
+            config,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            grpc,
+            callbacks,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    pub fn callback_url(&self) -> String {
+        format!(
+            "http://{}/ttlock/callback/{CALLBACK_SECRET}",
+            self.callbacks
+        )
+    }
+
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(self.url())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// Shuts down (ending every event stream) and waits for `run` to return.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.unwrap().unwrap();
+    }
+
+    /// Stops (ending every event stream) and starts again on the same addresses and
+    /// database.
+    pub async fn restart(&mut self, db: &TestDb) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.unwrap().unwrap();
+        *self = Self::start_on(db, self.grpc, self.callbacks).await;
+    }
+}
+
+impl Drop for CallbackGateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

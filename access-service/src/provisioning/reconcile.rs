@@ -13,8 +13,8 @@ use latchkey::pb::gateway::v1::{Passcode, PasscodeOutcome};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::worker::code_of_name;
 use crate::db::outbox::{self, Intent};
+use crate::device_events::apply::code_id_of;
 use crate::error::Result;
 use crate::gateway::PasscodeAnswer;
 use crate::state::AppState;
@@ -77,7 +77,7 @@ pub async fn reconcile_door(
                 .collect();
             let mut present: HashMap<Uuid, &Passcode> = HashMap::new();
             for passcode in &on_lock {
-                match code_of_name(&passcode.name).filter(|id| codes.contains_key(id)) {
+                match code_id_of(&passcode.name).filter(|id| codes.contains_key(id)) {
                     Some(id) => {
                         present.insert(id, passcode);
                     }

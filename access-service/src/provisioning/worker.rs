@@ -14,6 +14,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::db::outbox::{self, CodeDoor, CodeWindow, Intent};
+use crate::device_events::apply::{code_id_of, passcode_name};
 use crate::error::Result;
 use crate::gateway::PasscodeAnswer;
 use crate::state::AppState;
@@ -23,18 +24,6 @@ const BASE_BACKOFF: chrono::Duration = chrono::Duration::seconds(2);
 const MAX_BACKOFF: chrono::Duration = chrono::Duration::minutes(10);
 /// How soon an intent waiting on another (a change before its set) looks again.
 const DEFER: chrono::Duration = chrono::Duration::seconds(2);
-
-/// The passcode name on the lock that marks a latchkey code; device events read the
-/// code back from it.
-pub fn lock_name(code_id: Uuid) -> String {
-    format!("lk-{code_id}")
-}
-
-/// The code a latchkey passcode name stands for.
-pub fn code_of_name(name: &str) -> Option<Uuid> {
-    name.strip_prefix("lk-")
-        .and_then(|id| Uuid::try_parse(id).ok())
-}
 
 /// Exponential backoff with ±25% jitter, so retries of many codes spread out.
 pub fn backoff(attempts: i32) -> chrono::Duration {
@@ -98,7 +87,7 @@ async fn passcodes_on_lock(
 fn ours(passcodes: &[Passcode], code_id: Uuid, known: Option<i64>) -> Option<i64> {
     passcodes
         .iter()
-        .find(|p| code_of_name(&p.name) == Some(code_id) || Some(p.passcode_id) == known)
+        .find(|p| code_id_of(&p.name) == Some(code_id) || Some(p.passcode_id) == known)
         .map(|p| p.passcode_id)
 }
 
@@ -289,7 +278,7 @@ impl Worker {
                 account,
                 lock,
                 &plain,
-                &lock_name(code.id),
+                &passcode_name(code.id),
                 lock_window(code),
                 &Self::request_id(intent),
             )
@@ -646,14 +635,6 @@ mod tests {
             let late = backoff(40).num_milliseconds();
             assert!((450_000..=750_000).contains(&late), "{late}");
         }
-    }
-
-    #[test]
-    fn lock_names_carry_the_code_id() {
-        let id = Uuid::now_v7();
-        assert_eq!(code_of_name(&lock_name(id)), Some(id));
-        assert_eq!(code_of_name("Owner"), None);
-        assert_eq!(code_of_name("lk-not-a-uuid"), None);
     }
 
     #[test]
