@@ -3,3 +3,4 @@
 //! outbox in their own transaction ([`intents`]); workers on any replica carry them out.
 
 pub mod intents;
+pub mod reconcile;
