@@ -309,7 +309,7 @@ pub async fn issue_access_code(
         })
         .await?;
     if !issued.replayed {
-        state.provisioning_wake.notify_one();
+        super::committed(state, tenant);
     }
     Ok(issued)
 }

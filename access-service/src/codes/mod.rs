@@ -10,8 +10,8 @@
 //!   limits, uniqueness on the doors, the intents and the audit row).
 //! - [`stay`]: `IssueStayCodes`: a booking's guest and cleaning codes in the property's
 //!   time zone, idempotent per booking, windows moved when the dates change.
-//! - [`revoke`]: `RevokeAccessCode`.
-//! - [`query`]: `GetAccessCode` and `ListAccessCodes`.
+//! - [`revoke`]: revoking a code (`RevokeAccessCode`).
+//! - [`query`]: reading codes (`GetAccessCode`, `ListAccessCodes`).
 
 pub mod generate;
 pub mod issue;
@@ -89,6 +89,13 @@ pub(crate) async fn record(
     );
     crate::audit::store::append(conn, vec![entry], BurstRule::default()).await?;
     Ok(())
+}
+
+/// After a change to the tenant's codes commits: this replica decides with it at once
+/// (others follow the change notification), and provisioning looks at the new intents.
+pub(crate) fn committed(state: &crate::state::AppState, tenant_id: &str) {
+    state.snapshots.invalidate(tenant_id);
+    state.provisioning_wake.notify_one();
 }
 
 fn stripped(name: &'static str, prefix: &str) -> &'static str {

@@ -65,7 +65,7 @@ pub async fn revoke_access_code(
             Ok::<_, Error>(stored)
         })
         .await?;
-    state.provisioning_wake.notify_one();
+    super::committed(state, tenant);
     revoked
         .into_iter()
         .next()

@@ -80,15 +80,15 @@ fn hhmm(value: &str, default: &str) -> NaiveTime {
         .unwrap_or(NaiveTime::MIN)
 }
 
+/// `[start, end)`.
+pub type Window = (DateTime<Utc>, DateTime<Utc>);
+
 /// The guest window and the cleaning window of a stay at `property`.
 pub fn stay_windows(
     property: &Property,
     arrival: NaiveDate,
     departure: NaiveDate,
-) -> Option<(
-    (DateTime<Utc>, DateTime<Utc>),
-    (DateTime<Utc>, DateTime<Utc>),
-)> {
+) -> Option<(Window, Window)> {
     let tz = Tz::from_str(&property.time_zone).unwrap_or(Tz::UTC);
     let check_in = hhmm(&property.check_in_time, crate::directory::DEFAULT_CHECK_IN);
     let check_out = hhmm(
@@ -283,7 +283,7 @@ pub async fn issue_stay_codes(
             })
         })
         .await?;
-    state.provisioning_wake.notify_one();
+    super::committed(state, tenant);
     Ok(stay)
 }
 
