@@ -8,12 +8,16 @@ use chrono::{DateTime, Utc};
 use latchkey::auth::{Caller, roles};
 use latchkey::error::{ApiError, FieldViolations};
 use latchkey::pagination;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::audit::chain::truncate_to_micros;
 use crate::audit::{AuditAction, AuditEntry};
-use crate::decision::{EvalInput, Outcome, evaluate};
+use crate::code_keys::CodeKeys;
+use crate::decision::{
+    CHECK_DOOR, CodeInput, CodeView, EvalInput, Outcome, Reason, Step, evaluate, evaluate_code,
+};
 use crate::error::Result;
 use crate::snapshot::{DoorEntry, TenantSnapshot};
 use crate::state::AppState;
@@ -37,6 +41,8 @@ pub struct Decided {
     pub time_zone: String,
     pub door: Option<DoorEntry>,
     pub user_id: Option<Uuid>,
+    /// The code presented with PIN or PASSCODE that matched, granted or not.
+    pub access_code_id: Option<Uuid>,
 }
 
 /// Whether `caller` may ask about users other than themselves.
@@ -126,6 +132,7 @@ fn decide(
         time_zone: door_entry.map(|d| d.time_zone.clone()).unwrap_or_default(),
         door: door_entry.cloned(),
         user_id: user_entry.map(|u| u.view.id),
+        access_code_id: None,
     }
 }
 
@@ -203,7 +210,13 @@ pub async fn check(
         &attempt.user_id,
         speaks_for_others(caller),
     )?;
-    let decided = decide(&snapshot, door, user, truncate_to_micros(Utc::now()), false);
+    let decided = decide(
+        &snapshot,
+        door,
+        user,
+        truncate_to_micros(state.clock.now()),
+        false,
+    );
     let entry = entry_for(&snapshot, caller, &attempt, &subject, &decided, unlock);
     let row = state.audit.append(entry).await?;
     Ok((decided, row.sequence))
@@ -230,7 +243,7 @@ pub async fn explain(
         &snapshot,
         door,
         user,
-        at.unwrap_or_else(Utc::now),
+        at.unwrap_or_else(|| state.clock.now()),
         true,
     ))
 }
@@ -370,5 +383,283 @@ pub async fn unlock(
     entry.request_id = attempt.request_id;
     entry.metadata = json!({"decision_sequence": sequence}).to_string();
     let outcome_row = state.audit.append(entry).await?;
+    Ok((decided, sequence, result, detail, outcome_row.sequence))
+}
+
+/// Whether `method` (its stored name) presents an access code.
+pub fn uses_code(method: &str) -> bool {
+    matches!(method, "PIN" | "PASSCODE")
+}
+
+/// CheckAccess as the API offers it: PIN and PASSCODE attempts are decided by the code
+/// presented, every other method by the rules. A code is required with those methods
+/// and refused with the others.
+pub async fn check_access(
+    state: &AppState,
+    caller: &Caller,
+    attempt: Attempt,
+    code: SecretString,
+) -> Result<(Decided, i64)> {
+    let presented = code.expose_secret();
+    if !uses_code(&attempt.method) {
+        if !presented.is_empty() {
+            let mut violations = FieldViolations::default();
+            check_attempt(&attempt, true, &mut violations);
+            violations.add("code", "only with PIN or PASSCODE");
+            return Err(ApiError::InvalidArgument(violations).into());
+        }
+        return check(state, caller, attempt, false).await;
+    }
+    let mut violations = FieldViolations::default();
+    let door = check_attempt(&attempt, true, &mut violations);
+    if presented.is_empty() {
+        violations.add("code", "is required with PIN or PASSCODE");
+    } else if !(4..=9).contains(&presented.len()) || !presented.bytes().all(|b| b.is_ascii_digit())
+    {
+        violations.add("code", "must be 4 to 9 digits");
+    }
+    violations.check()?;
+    let snapshot = state.snapshots.get(&caller.tenant_id).await?;
+    let at = truncate_to_micros(state.clock.now());
+    let (decided, matched) = decide_code(
+        &snapshot,
+        &state.code_keys,
+        &caller.tenant_id,
+        door,
+        presented,
+        at,
+    );
+    let entry = code_entry_for(&snapshot, caller, &attempt, &decided, matched.as_ref());
+    let row = state.audit.append(entry).await?;
+    Ok((decided, row.sequence))
+}
+
+fn decide_code(
+    snapshot: &TenantSnapshot,
+    keys: &CodeKeys,
+    tenant_id: &str,
+    door: Uuid,
+    presented: &str,
+    at: DateTime<Utc>,
+) -> (Decided, Option<CodeView>) {
+    let door_entry = snapshot.doors.get(&door);
+    let decided = evaluate_code(
+        &CodeInput {
+            tenant_enabled: snapshot.tenant_enabled,
+            door: door_entry.map(|d| &d.view),
+            codes: snapshot.codes_of(&door),
+            at,
+            explain: false,
+        },
+        |stored| keys.matches(tenant_id, presented, stored),
+    );
+    let matched = decided.code;
+    (
+        Decided {
+            outcome: decided.outcome,
+            at,
+            time_zone: door_entry.map(|d| d.time_zone.clone()).unwrap_or_default(),
+            door: door_entry.cloned(),
+            user_id: matched.as_ref().and_then(|c| c.user_id),
+            access_code_id: matched.as_ref().map(|c| c.id),
+        },
+        matched,
+    )
+}
+
+/// The audit entry of a code decision: the grantee as the user, the code by id and
+/// masked, never the code itself.
+fn code_entry_for(
+    snapshot: &TenantSnapshot,
+    caller: &Caller,
+    attempt: &Attempt,
+    decided: &Decided,
+    matched: Option<&CodeView>,
+) -> AuditEntry {
+    let outcome = &decided.outcome;
+    let action = if outcome.granted {
+        AuditAction::AccessGranted
+    } else {
+        AuditAction::AccessDenied
+    };
+    let mut entry = AuditEntry::new(&caller.tenant_id, &caller.user_id, action, outcome.granted);
+    entry.time = decided.at;
+    entry.door_id = attempt.door_id.clone();
+    if let Some(door) = &decided.door {
+        entry.door_name = door.name.clone();
+        entry.door_type = door.door_type.clone();
+        entry.door_location = door.location.clone();
+    }
+    match matched {
+        Some(code) => match code.user_id.and_then(|id| snapshot.users.get(&id)) {
+            Some(user) => {
+                entry.user_id = user.view.id.to_string();
+                entry.user_name = user.name.clone();
+                entry.user_email = user.email.clone();
+                entry.user_role = user.view.roles.join(",");
+            }
+            None => {
+                entry.user_id = code.user_id.map(|u| u.to_string()).unwrap_or_default();
+                entry.user_name = code.grantee_name.clone();
+            }
+        },
+        None => entry.user_id = attempt.user_id.clone(),
+    }
+    entry.method = attempt.method.clone();
+    entry.reason_code = outcome.reason.as_str().to_owned();
+    entry.reason = outcome.message.clone();
+    entry.client_ip = attempt.client_ip.clone();
+    entry.request_id = attempt.request_id.clone();
+    entry.metadata = json!({
+        "operation": "CHECK",
+        "time_zone": decided.time_zone,
+        "valid_until": outcome.valid_until.map(|t| t.to_rfc3339()),
+        "access_code_id": matched.map(|c| c.id.to_string()),
+        "masked_code": matched.map(CodeView::masked),
+        "steps": outcome.steps.iter().map(|s| json!({"check": s.check, "passed": s.passed, "detail": s.detail})).collect::<Vec<_>>(),
+    })
+    .to_string();
+    entry
+}
+
+/// An emergency unlock as asked.
+#[derive(Debug, Default, Clone)]
+pub struct EmergencyRequest {
+    pub door_id: String,
+    pub reason: String,
+    pub request_id: String,
+    pub client_ip: String,
+}
+
+const MAX_EMERGENCY_REASON_LEN: usize = 500;
+
+/// An administrator opens a door outside the rules (and whether or not it is active):
+/// the request and its reason are recorded first, then lock-gateway is asked with the
+/// caller's request id (so a retry never opens the door twice), then the outcome is
+/// recorded.
+pub async fn emergency_unlock(
+    state: &AppState,
+    caller: &Caller,
+    request: EmergencyRequest,
+) -> Result<(Decided, i64, UnlockResult, String, i64)> {
+    if !caller.has_role(roles::ADMIN) {
+        return Err(ApiError::PermissionDenied {
+            reason: "ADMIN_ONLY",
+            message: "only administrators may open a door in an emergency".to_owned(),
+        }
+        .into());
+    }
+    let mut violations = FieldViolations::default();
+    let door_id = crate::directory::parse_id("door_id", &request.door_id, &mut violations);
+    let reason = request.reason.trim();
+    if reason.is_empty() {
+        violations.add(
+            "reason",
+            "is required: why the door is opened outside the rules",
+        );
+    } else if reason.chars().count() > MAX_EMERGENCY_REASON_LEN || reason.contains('\0') {
+        violations.add(
+            "reason",
+            format!("must be at most {MAX_EMERGENCY_REASON_LEN} characters, without NUL"),
+        );
+    }
+    if request.request_id.is_empty() {
+        violations.add(
+            "request_id",
+            "is required, so a retried unlock never opens the door twice",
+        );
+    }
+    pagination::request_id(&request.request_id, &mut violations);
+    if !request.client_ip.is_empty() && request.client_ip.parse::<IpAddr>().is_err() {
+        violations.add("client_ip", "must be an IPv4 or IPv6 address");
+    }
+    violations.check()?;
+    let snapshot = state.snapshots.get(&caller.tenant_id).await?;
+    let Some(door) = snapshot.doors.get(&door_id).cloned() else {
+        return Err(ApiError::not_found("door", &request.door_id).into());
+    };
+    let at = truncate_to_micros(state.clock.now());
+    let mut entry = AuditEntry::new(
+        &caller.tenant_id,
+        &caller.user_id,
+        AuditAction::EmergencyUnlock,
+        true,
+    );
+    entry.time = at;
+    entry.door_id = door_id.to_string();
+    entry.door_name = door.name.clone();
+    entry.door_type = door.door_type.clone();
+    entry.door_location = door.location.clone();
+    entry.user_id = caller.user_id.clone();
+    entry.method = "REMOTE".to_owned();
+    entry.reason_code = Reason::Emergency.as_str().to_owned();
+    entry.reason = reason.to_owned();
+    entry.client_ip = request.client_ip.clone();
+    entry.request_id = request.request_id.clone();
+    entry.metadata = json!({
+        "reason": reason,
+        "door_active": door.view.active,
+        "has_lock": door.lock.is_some(),
+    })
+    .to_string();
+    // Committed before anything moves.
+    let sequence = state.audit.append(entry).await?.sequence;
+
+    let (result, detail) = match door.lock {
+        None => (
+            UnlockResult::NoLock,
+            "the door has no lock; nothing was actuated".to_owned(),
+        ),
+        Some((account, lock_id)) => {
+            state
+                .gateway
+                .remote_unlock(&caller.tenant_id, account, lock_id, &request.request_id)
+                .await
+        }
+    };
+    let unlocked = result == UnlockResult::Unlocked;
+    let mut entry = AuditEntry::new(
+        &caller.tenant_id,
+        &caller.user_id,
+        if unlocked {
+            AuditAction::Unlock
+        } else {
+            AuditAction::UnlockFailed
+        },
+        unlocked,
+    );
+    entry.door_id = door_id.to_string();
+    entry.door_name = door.name.clone();
+    entry.door_type = door.door_type.clone();
+    entry.door_location = door.location.clone();
+    entry.user_id = caller.user_id.clone();
+    entry.method = "REMOTE".to_owned();
+    entry.reason_code = format!("{result:?}").to_uppercase();
+    entry.reason = detail.clone();
+    entry.client_ip = request.client_ip;
+    entry.request_id = request.request_id;
+    entry.metadata = json!({"decision_sequence": sequence, "emergency": true}).to_string();
+    let outcome_row = state.audit.append(entry).await?;
+
+    let decided = Decided {
+        outcome: Outcome {
+            granted: true,
+            reason: Reason::Emergency,
+            message: Reason::Emergency.describe().to_owned(),
+            rule: None,
+            access_type: None,
+            steps: vec![Step {
+                check: CHECK_DOOR,
+                passed: true,
+                detail: "emergency: the rules and the active flag do not apply".to_owned(),
+            }],
+            valid_until: None,
+        },
+        at,
+        time_zone: door.time_zone.clone(),
+        door: Some(door),
+        user_id: None,
+        access_code_id: None,
+    };
     Ok((decided, sequence, result, detail, outcome_row.sequence))
 }

@@ -7,6 +7,7 @@ use chrono::Utc;
 use latchkey::auth::Caller;
 use latchkey::error::{ApiError, FieldViolations};
 use latchkey::pagination;
+use latchkey::pb::access::v1 as pb;
 use uuid::Uuid;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -199,7 +200,128 @@ fn property_fields(property: &Property) -> serde_json::Value {
         "time_zone": property.time_zone,
         "address": property.address,
         "version": property.version,
+        "code_settings": {
+            "auto_generate": property.auto_generate_codes,
+            "max_active_codes": property.max_active_codes,
+            "default_code_length": property.code_length,
+            "check_in_time": property.check_in_time,
+            "check_out_time": property.check_out_time,
+            "cleaning_code": property.cleaning_code,
+            "cleaning_minutes": property.cleaning_minutes,
+        },
     })
+}
+
+/// Length of generated codes when neither the request nor the property names one.
+pub const DEFAULT_CODE_LENGTH: i32 = 6;
+pub const DEFAULT_CHECK_IN: &str = "15:00";
+pub const DEFAULT_CHECK_OUT: &str = "11:00";
+pub const DEFAULT_CLEANING_MINUTES: i32 = 180;
+/// Codes are 4 to 9 digits: what TTLock keypads accept.
+pub const CODE_LENGTHS: std::ops::RangeInclusive<i32> = 4..=9;
+
+/// How a property issues access codes, checked and with defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeSettings {
+    pub auto_generate: bool,
+    pub max_active_codes: i32,
+    pub code_length: i32,
+    pub check_in_time: String,
+    pub check_out_time: String,
+    pub cleaning_code: bool,
+    pub cleaning_minutes: i32,
+}
+
+impl Default for CodeSettings {
+    fn default() -> Self {
+        Self {
+            auto_generate: true,
+            max_active_codes: 0,
+            code_length: DEFAULT_CODE_LENGTH,
+            check_in_time: DEFAULT_CHECK_IN.to_owned(),
+            check_out_time: DEFAULT_CHECK_OUT.to_owned(),
+            cleaning_code: false,
+            cleaning_minutes: DEFAULT_CLEANING_MINUTES,
+        }
+    }
+}
+
+/// The settings a message asks for (absent: the defaults); zero and empty values take
+/// their defaults, anything out of range is a violation under `field`.
+pub fn check_code_settings(
+    field: &str,
+    settings: Option<&pb::CodeSettings>,
+    violations: &mut FieldViolations,
+) -> CodeSettings {
+    let Some(settings) = settings else {
+        return CodeSettings::default();
+    };
+    let mut checked = CodeSettings {
+        auto_generate: settings.auto_generate,
+        max_active_codes: settings.max_active_codes,
+        code_length: settings.default_code_length,
+        check_in_time: settings.check_in_time.clone(),
+        check_out_time: settings.check_out_time.clone(),
+        cleaning_code: settings.cleaning_code,
+        cleaning_minutes: settings.cleaning_minutes,
+    };
+    if checked.max_active_codes < 0 {
+        violations.add(
+            format!("{field}.max_active_codes"),
+            "must not be negative (0: no limit)",
+        );
+    }
+    if checked.code_length == 0 {
+        checked.code_length = DEFAULT_CODE_LENGTH;
+    } else if !CODE_LENGTHS.contains(&checked.code_length) {
+        violations.add(
+            format!("{field}.default_code_length"),
+            "must be 4 to 9 (0: 6)",
+        );
+    }
+    for (name, value, default) in [
+        (
+            "check_in_time",
+            &mut checked.check_in_time,
+            DEFAULT_CHECK_IN,
+        ),
+        (
+            "check_out_time",
+            &mut checked.check_out_time,
+            DEFAULT_CHECK_OUT,
+        ),
+    ] {
+        if value.is_empty() {
+            default.clone_into(value);
+        } else if crate::time_slot::parse_hhmm(value, false).is_none() {
+            violations.add(
+                format!("{field}.{name}"),
+                "must be \"HH:MM\" from 00:00 to 23:59",
+            );
+        }
+    }
+    if checked.cleaning_minutes == 0 {
+        checked.cleaning_minutes = DEFAULT_CLEANING_MINUTES;
+    } else if !(1..=1440).contains(&checked.cleaning_minutes) {
+        violations.add(
+            format!("{field}.cleaning_minutes"),
+            "must be 1 to 1440 (0: 180)",
+        );
+    }
+    checked
+}
+
+/// The property's code settings as stored.
+pub fn code_settings_of(property: &Property) -> CodeSettings {
+    CodeSettings {
+        auto_generate: property.auto_generate_codes,
+        max_active_codes: property.max_active_codes,
+        code_length: property.code_length,
+        check_in_time: property.check_in_time.clone(),
+        check_out_time: property.check_out_time.clone(),
+        cleaning_code: property.cleaning_code,
+        cleaning_minutes: property.cleaning_minutes,
+    }
 }
 
 /// A new property as the caller describes it.
@@ -209,6 +331,8 @@ pub struct NewProperty {
     pub time_zone: String,
     pub address: String,
     pub request_id: String,
+    /// Absent: the defaults.
+    pub code_settings: Option<pb::CodeSettings>,
 }
 
 pub async fn create_property(
@@ -220,6 +344,11 @@ pub async fn create_property(
     check_name("property.name", &new.name, &mut violations);
     check_time_zone("property.time_zone", &new.time_zone, &mut violations);
     check_address("property.address", &new.address, &mut violations);
+    let settings = check_code_settings(
+        "property.code_settings",
+        new.code_settings.as_ref(),
+        &mut violations,
+    );
     let request_id = pagination::request_id(&new.request_id, &mut violations);
     violations.check()?;
     let now = Utc::now();
@@ -233,6 +362,13 @@ pub async fn create_property(
         request_id,
         create_time: now,
         update_time: now,
+        auto_generate_codes: settings.auto_generate,
+        max_active_codes: settings.max_active_codes,
+        code_length: settings.code_length,
+        check_in_time: settings.check_in_time,
+        check_out_time: settings.check_out_time,
+        cleaning_code: settings.cleaning_code,
+        cleaning_minutes: settings.cleaning_minutes,
     };
     let mut conn = state.pool.get().await?;
     let created = conn
@@ -295,6 +431,7 @@ pub async fn update_property(
     caller: &Caller,
     id: &str,
     changes: PropertyChanges,
+    code_settings: Option<pb::CodeSettings>,
 ) -> Result<Property> {
     let mut violations = FieldViolations::default();
     let uuid = parse_id("property.id", id, &mut violations);
@@ -307,11 +444,24 @@ pub async fn update_property(
     if let Some(address) = &changes.address {
         check_address("property.address", address, &mut violations);
     }
+    let settings = code_settings.map(|settings| {
+        check_code_settings("property.code_settings", Some(&settings), &mut violations)
+    });
     violations.check()?;
-    let changes = PropertyChanges {
+    let mut changes = PropertyChanges {
         name: changes.name.map(|n| n.trim().to_owned()),
         ..changes
     };
+    // The settings are replaced as a whole.
+    if let Some(settings) = settings {
+        changes.auto_generate_codes = Some(settings.auto_generate);
+        changes.max_active_codes = Some(settings.max_active_codes);
+        changes.code_length = Some(settings.code_length);
+        changes.check_in_time = Some(settings.check_in_time);
+        changes.check_out_time = Some(settings.check_out_time);
+        changes.cleaning_code = Some(settings.cleaning_code);
+        changes.cleaning_minutes = Some(settings.cleaning_minutes);
+    }
     let mut conn = state.pool.get().await?;
     let updated = conn
         .transaction(async |conn| {

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod audit;
 pub mod code_keys;
+pub mod codes;
 pub mod config;
 pub mod db;
 pub mod decision;
@@ -26,6 +27,7 @@ pub mod users;
 use std::future::Future;
 
 use latchkey::auth::{AuthLayer, JwtVerifier};
+use latchkey::pb::access::v1::access_code_service_server::AccessCodeServiceServer;
 use latchkey::pb::access::v1::access_service_server::AccessServiceServer;
 use latchkey::pb::access::v1::audit_service_server::AuditServiceServer;
 use latchkey::pb::access::v1::directory_service_server::DirectoryServiceServer;
@@ -128,12 +130,14 @@ pub async fn run(
     let directory = DirectoryServiceServer::new(grpc::directory::DirectoryApi::new(state.clone()));
     let audit_service = AuditServiceServer::new(grpc::audit::AuditApi::new(state.clone()));
     let rules = RuleServiceServer::new(grpc::rules::RuleApi::new(state.clone()));
+    let access_codes = AccessCodeServiceServer::new(grpc::codes::AccessCodeApi::new(state.clone()));
     let access_service = AccessServiceServer::new(grpc::access::AccessApi::new(state));
     let services = vec![
         <DirectoryServiceServer<grpc::directory::DirectoryApi> as NamedService>::NAME,
         <AuditServiceServer<grpc::audit::AuditApi> as NamedService>::NAME,
         <RuleServiceServer<grpc::rules::RuleApi> as NamedService>::NAME,
         <AccessServiceServer<grpc::access::AccessApi> as NamedService>::NAME,
+        <AccessCodeServiceServer<grpc::codes::AccessCodeApi> as NamedService>::NAME,
     ];
     let (health, health_service) = Health::new(services.clone()).await;
     let monitor = health.spawn_monitor(
@@ -154,7 +158,8 @@ pub async fn run(
         .add_service(directory)
         .add_service(audit_service)
         .add_service(rules)
-        .add_service(access_service);
+        .add_service(access_service)
+        .add_service(access_codes);
 
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "access-service serving");
     let incoming = TcpListenerStream::new(listener);

@@ -1,6 +1,7 @@
 //! access-service's tables (schema `access`) and the queries over them, as plain
 //! functions over `&mut AsyncPgConnection`.
 
+pub mod codes;
 pub mod device_events;
 pub mod doors;
 pub mod memberships;

@@ -20,6 +20,15 @@ pub struct Property {
     pub request_id: Option<String>,
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
+    pub auto_generate_codes: bool,
+    /// 0: no limit.
+    pub max_active_codes: i32,
+    pub code_length: i32,
+    /// "HH:MM" in the property's zone.
+    pub check_in_time: String,
+    pub check_out_time: String,
+    pub cleaning_code: bool,
+    pub cleaning_minutes: i32,
 }
 
 /// The fields an update may change; `None` leaves a field as it is.
@@ -29,6 +38,13 @@ pub struct PropertyChanges {
     pub name: Option<String>,
     pub time_zone: Option<String>,
     pub address: Option<String>,
+    pub auto_generate_codes: Option<bool>,
+    pub max_active_codes: Option<i32>,
+    pub code_length: Option<i32>,
+    pub check_in_time: Option<String>,
+    pub check_out_time: Option<String>,
+    pub cleaning_code: Option<bool>,
+    pub cleaning_minutes: Option<i32>,
 }
 
 /// Inserts `property`; when its request id was seen before, returns the first result.
@@ -120,4 +136,21 @@ pub async fn delete(conn: &mut AsyncPgConnection, tenant_id: &str, id: Uuid) -> 
         .execute(conn)
         .await?;
     Ok(deleted > 0)
+}
+
+/// The property, locked until the transaction ends: code issuance on its doors runs one
+/// at a time, so limits and uniqueness are judged against settled data.
+pub async fn get_for_update(
+    conn: &mut AsyncPgConnection,
+    tenant_id: &str,
+    id: Uuid,
+) -> QueryResult<Option<Property>> {
+    properties::table
+        .filter(properties::tenant_id.eq(tenant_id))
+        .filter(properties::id.eq(id))
+        .select(Property::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
 }

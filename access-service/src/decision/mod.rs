@@ -19,6 +19,7 @@
 //! end the earlier one when the slot was entered before the repeated hour, since the
 //! door's clock then leaves the slot at that first showing).
 
+mod code;
 mod index;
 mod schedule;
 #[cfg(test)]
@@ -29,6 +30,9 @@ use chrono_tz::Tz;
 use latchkey::pb::access::v1::{AccessType, ReasonCode};
 use uuid::Uuid;
 
+pub use code::{
+    CHECK_CODE, CHECK_USAGES, CodeInput, CodeKind, CodeOutcome, CodeView, DoorCodes, evaluate_code,
+};
 pub use index::DoorRules;
 pub use schedule::{Slot, SlotError};
 
@@ -157,8 +161,15 @@ pub enum Reason {
     NoMatchingRule,
     OutsideValidity,
     OutsideTimeSlot,
-    /// Reserved for access codes; [`evaluate`] never returns it.
+    /// No active code of the door matches; [`evaluate`] never returns the code reasons,
+    /// [`evaluate_code`] does.
     CodeInvalid,
+    CodeNotYetValid,
+    CodeExpired,
+    CodeOutsideTimeSlot,
+    CodeExhausted,
+    /// An administrator's emergency unlock, outside the rules.
+    Emergency,
 }
 
 impl Reason {
@@ -181,6 +192,11 @@ impl Reason {
             Reason::OutsideValidity => "OUTSIDE_VALIDITY",
             Reason::OutsideTimeSlot => "OUTSIDE_TIME_SLOT",
             Reason::CodeInvalid => "CODE_INVALID",
+            Reason::CodeNotYetValid => "CODE_NOT_YET_VALID",
+            Reason::CodeExpired => "CODE_EXPIRED",
+            Reason::CodeOutsideTimeSlot => "CODE_OUTSIDE_TIME_SLOT",
+            Reason::CodeExhausted => "CODE_EXHAUSTED",
+            Reason::Emergency => "EMERGENCY",
         }
     }
 
@@ -203,6 +219,11 @@ impl Reason {
             Reason::OutsideValidity => "no rule naming the user is within its validity window",
             Reason::OutsideTimeSlot => "no time slot of the user's rules covers this time",
             Reason::CodeInvalid => "access code is invalid",
+            Reason::CodeNotYetValid => "access code is not valid yet",
+            Reason::CodeExpired => "access code has expired",
+            Reason::CodeOutsideTimeSlot => "no time slot of the access code covers this time",
+            Reason::CodeExhausted => "access code reached its maximum number of uses",
+            Reason::Emergency => "emergency unlock by an administrator",
         }
     }
 }
@@ -226,6 +247,11 @@ impl From<Reason> for ReasonCode {
             Reason::OutsideValidity => ReasonCode::OutsideValidity,
             Reason::OutsideTimeSlot => ReasonCode::OutsideTimeSlot,
             Reason::CodeInvalid => ReasonCode::CodeInvalid,
+            Reason::CodeNotYetValid => ReasonCode::CodeNotYetValid,
+            Reason::CodeExpired => ReasonCode::CodeExpired,
+            Reason::CodeOutsideTimeSlot => ReasonCode::CodeOutsideTimeSlot,
+            Reason::CodeExhausted => ReasonCode::CodeExhausted,
+            Reason::Emergency => ReasonCode::Emergency,
         }
     }
 }
@@ -235,6 +261,8 @@ impl From<Reason> for ReasonCode {
 pub enum AccessKind {
     UserSpecific,
     RoleBased,
+    /// An access code presented with PIN or PASSCODE.
+    Code,
 }
 
 impl From<AccessKind> for AccessType {
@@ -242,6 +270,7 @@ impl From<AccessKind> for AccessType {
         match kind {
             AccessKind::UserSpecific => AccessType::UserSpecific,
             AccessKind::RoleBased => AccessType::RoleBased,
+            AccessKind::Code => AccessType::Code,
         }
     }
 }
@@ -607,6 +636,7 @@ fn grant(
     let kind_name = match kind {
         AccessKind::UserSpecific => "user-specific",
         AccessKind::RoleBased => "role-based",
+        AccessKind::Code => "code",
     };
     let text = detail(explain, kind_name, || {
         format!(

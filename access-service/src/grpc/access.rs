@@ -7,8 +7,10 @@ use latchkey::pb::access::v1::access_service_server::AccessService;
 use latchkey::pb::{from_timestamp, timestamp};
 use tonic::{Request, Response, Status};
 
+use secrecy::SecretString;
+
 use super::convert;
-use crate::access::{self, Attempt, Decided, UnlockResult};
+use crate::access::{self, Attempt, Decided, EmergencyRequest, UnlockResult};
 use crate::decision::AccessKind;
 use crate::error::Error;
 use crate::state::AppState;
@@ -41,6 +43,7 @@ pub fn access_type(kind: Option<AccessKind>) -> pb::AccessType {
     match kind {
         Some(AccessKind::UserSpecific) => pb::AccessType::UserSpecific,
         Some(AccessKind::RoleBased) => pb::AccessType::RoleBased,
+        Some(AccessKind::Code) => pb::AccessType::Code,
         None => pb::AccessType::Unspecified,
     }
 }
@@ -78,7 +81,20 @@ fn decision(decided: Decided) -> pb::Decision {
         decision_time: Some(timestamp(decided.at)),
         valid_until: outcome.valid_until.map(timestamp),
         time_zone: decided.time_zone,
-        access_code_id: String::new(),
+        access_code_id: decided
+            .access_code_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+    }
+}
+
+fn unlock_outcome(result: UnlockResult) -> pb::UnlockOutcome {
+    match result {
+        UnlockResult::Unlocked => pb::UnlockOutcome::Unlocked,
+        UnlockResult::NotAttemptedDenied => pb::UnlockOutcome::NotAttemptedDenied,
+        UnlockResult::NoLock => pb::UnlockOutcome::NoLock,
+        UnlockResult::Failed => pb::UnlockOutcome::Failed,
+        UnlockResult::Unconfirmed => pb::UnlockOutcome::Unconfirmed,
     }
 }
 
@@ -86,9 +102,25 @@ fn decision(decided: Decided) -> pb::Decision {
 impl AccessService for AccessApi {
     async fn emergency_unlock(
         &self,
-        _request: Request<pb::EmergencyUnlockRequest>,
-    ) -> Result<Response<pb::UnlockDoorResponse>, Status> {
-        Err(Status::unimplemented("EmergencyUnlock"))
+        request: Request<pb::EmergencyUnlockRequest>,
+    ) -> Reply<pb::UnlockDoorResponse> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        let emergency = EmergencyRequest {
+            door_id: request.door_id,
+            reason: request.reason,
+            request_id: request.request_id,
+            client_ip: request.client_ip,
+        };
+        let (decided, audit_sequence, result, outcome_detail, outcome_audit_sequence) =
+            access::emergency_unlock(&self.state, &caller, emergency).await?;
+        Ok(Response::new(pb::UnlockDoorResponse {
+            decision: Some(decision(decided)),
+            audit_sequence,
+            outcome: unlock_outcome(result) as i32,
+            outcome_detail,
+            outcome_audit_sequence,
+        }))
     }
 
     async fn check_access(
@@ -96,7 +128,9 @@ impl AccessService for AccessApi {
         request: Request<pb::CheckAccessRequest>,
     ) -> Reply<pb::CheckAccessResponse> {
         let caller = Caller::of(&request)?;
-        let request = request.into_inner();
+        let mut request = request.into_inner();
+        // The presented code travels on only as a secret.
+        let code = SecretString::from(std::mem::take(&mut request.code));
         let mut violations = FieldViolations::default();
         let attempt = Attempt {
             method: method(request.method, &mut violations),
@@ -106,7 +140,8 @@ impl AccessService for AccessApi {
             request_id: request.request_id,
         };
         violations.check().map_err(Error::from)?;
-        let (decided, audit_sequence) = access::check(&self.state, &caller, attempt, false).await?;
+        let (decided, audit_sequence) =
+            access::check_access(&self.state, &caller, attempt, code).await?;
         Ok(Response::new(pb::CheckAccessResponse {
             decision: Some(decision(decided)),
             audit_sequence,

@@ -30,7 +30,15 @@ pub fn property(property: Property) -> pb::Property {
         version: property.version,
         create_time: Some(timestamp(property.create_time)),
         update_time: Some(timestamp(property.update_time)),
-        code_settings: None,
+        code_settings: Some(pb::CodeSettings {
+            auto_generate: property.auto_generate_codes,
+            max_active_codes: property.max_active_codes,
+            default_code_length: property.code_length,
+            check_in_time: property.check_in_time,
+            check_out_time: property.check_out_time,
+            cleaning_code: property.cleaning_code,
+            cleaning_minutes: property.cleaning_minutes,
+        }),
     }
 }
 

@@ -79,6 +79,7 @@ impl DirectoryService for DirectoryApi {
             time_zone: property.time_zone,
             address: property.address,
             request_id: request.request_id,
+            code_settings: property.code_settings,
         };
         let created = directory::create_property(&self.state, &caller, new).await?;
         Ok(Response::new(convert::property(created)))
@@ -122,17 +123,33 @@ impl DirectoryService for DirectoryApi {
         let mut violations = FieldViolations::default();
         let fields = mask_fields(
             request.update_mask.as_ref(),
-            &["name", "time_zone", "address"],
+            &["name", "time_zone", "address", "code_settings"],
             &mut violations,
         );
         violations.check().map_err(Error::from)?;
+        let explicit = request
+            .update_mask
+            .as_ref()
+            .is_some_and(|mask| !mask.paths.is_empty());
+        // Named in the mask but absent: back to the defaults. An empty mask leaves
+        // settings the message does not carry as they are.
+        let code_settings = match property.code_settings {
+            Some(settings) if fields.contains(&"code_settings") => Some(settings),
+            None if explicit && fields.contains(&"code_settings") => Some(pb::CodeSettings {
+                auto_generate: true,
+                ..Default::default()
+            }),
+            _ => None,
+        };
         let changes = PropertyChanges {
             name: fields.contains(&"name").then_some(property.name),
             time_zone: fields.contains(&"time_zone").then_some(property.time_zone),
             address: fields.contains(&"address").then_some(property.address),
+            ..PropertyChanges::default()
         };
         let updated =
-            directory::update_property(&self.state, &caller, &property.id, changes).await?;
+            directory::update_property(&self.state, &caller, &property.id, changes, code_settings)
+                .await?;
         Ok(Response::new(convert::property(updated)))
     }
 

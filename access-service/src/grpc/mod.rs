@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod codes;
 pub mod convert;
 pub mod directory;
 pub mod rules;
@@ -10,6 +11,9 @@ use latchkey::auth::{Access, roles};
 
 const READERS: &[&str] = &[roles::ADMIN, roles::MANAGER];
 const ADMINS: &[&str] = &[roles::ADMIN];
+/// Codes are issued by managers and by the services that take bookings.
+const CODE_ISSUERS: &[&str] = &[roles::ADMIN, roles::MANAGER, roles::SERVICE];
+const CODE_RECONCILERS: &[&str] = &[roles::ADMIN, roles::SERVICE];
 
 /// Who may call each method. Unknown methods need ADMIN (deny by default).
 pub fn policy(path: &str) -> Access {
@@ -24,6 +28,12 @@ pub fn policy(path: &str) -> Access {
         }
         // Managers run the rules of the doors that admins set up.
         "latchkey.access.v1.RuleService" => Access::Roles(READERS),
+        "latchkey.access.v1.AccessCodeService" if method == "ReconcileLock" => {
+            Access::Roles(CODE_RECONCILERS)
+        }
+        "latchkey.access.v1.AccessCodeService" => Access::Roles(CODE_ISSUERS),
+        // Opening a door outside the rules is for administrators only.
+        "latchkey.access.v1.AccessService" if method == "EmergencyUnlock" => Access::Roles(ADMINS),
         // Members ask about themselves; the handlers narrow who may name others.
         "latchkey.access.v1.AccessService" => Access::Authenticated,
         "latchkey.access.v1.AuditService"
@@ -68,5 +78,31 @@ mod tests {
             let path = format!("/latchkey.access.v1.RuleService/{method}");
             assert_eq!(policy(&path), Access::Roles(READERS), "{method}");
         }
+    }
+
+    #[test]
+    fn codes_are_issued_by_admins_managers_and_services_and_reconciled_without_managers() {
+        for method in [
+            "IssueAccessCode",
+            "IssueStayCodes",
+            "RevokeAccessCode",
+            "GetAccessCode",
+            "ListAccessCodes",
+        ] {
+            let path = format!("/latchkey.access.v1.AccessCodeService/{method}");
+            assert_eq!(policy(&path), Access::Roles(CODE_ISSUERS), "{method}");
+        }
+        assert_eq!(
+            policy("/latchkey.access.v1.AccessCodeService/ReconcileLock"),
+            Access::Roles(CODE_RECONCILERS)
+        );
+        assert_eq!(
+            policy("/latchkey.access.v1.AccessService/EmergencyUnlock"),
+            Access::Roles(ADMINS)
+        );
+        assert_eq!(
+            policy("/latchkey.access.v1.AccessService/CheckAccess"),
+            Access::Authenticated
+        );
     }
 }

@@ -10,9 +10,13 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::{DoorEntry, TenantSnapshot, UserEntry};
-use crate::db::schema::{doors, memberships, properties, rule_users, rules, tenants, users};
+use crate::db::schema::{
+    access_code_doors, access_codes, doors, memberships, properties, rule_users, rules, tenants,
+    users,
+};
 use crate::decision::{
-    DoorKind, DoorRules, DoorView, MembershipState, MembershipView, RuleView, Slot, UserView,
+    CodeKind, CodeView, DoorCodes, DoorKind, DoorRules, DoorView, MembershipState, MembershipView,
+    RuleView, Slot, UserView,
 };
 
 /// A stored weekly slot, as `rules.time_slots` holds it.
@@ -73,6 +77,27 @@ type RuleRow = (
     Option<DateTime<Utc>>,
     Option<DateTime<Utc>>,
 );
+type CodeRow = (
+    Uuid,
+    Vec<u8>,
+    String,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    serde_json::Value,
+    i32,
+    i32,
+    Option<Uuid>,
+    String,
+    String,
+);
+
+pub fn code_kind(name: &str) -> CodeKind {
+    match name {
+        "PERMANENT" => CodeKind::Permanent,
+        "RECURRING" => CodeKind::Recurring,
+        _ => CodeKind::Temporary,
+    }
+}
 
 /// Loads everything decisions for `tenant` need, in one repeatable-read transaction so
 /// the parts agree with each other.
@@ -169,6 +194,32 @@ async fn load(conn: &mut AsyncPgConnection, tenant_id: &str) -> QueryResult<Tena
         grants.entry(rule_id).or_default().push(user_id);
     }
 
+    let code_rows: Vec<CodeRow> = access_codes::table
+        .filter(access_codes::tenant_id.eq(tenant_id))
+        .filter(access_codes::status.eq("ACTIVE"))
+        .select((
+            access_codes::id,
+            access_codes::code_hmac,
+            access_codes::code_type,
+            access_codes::start_time,
+            access_codes::end_time,
+            access_codes::time_slots,
+            access_codes::max_usages,
+            access_codes::usage_count,
+            access_codes::user_id,
+            access_codes::grantee_name,
+            access_codes::code_last_digits,
+        ))
+        .load(conn)
+        .await?;
+    let code_doors: Vec<(Uuid, Uuid)> = access_code_doors::table
+        .inner_join(access_codes::table)
+        .filter(access_code_doors::tenant_id.eq(tenant_id))
+        .filter(access_codes::status.eq("ACTIVE"))
+        .select((access_code_doors::code_id, access_code_doors::door_id))
+        .load(conn)
+        .await?;
+
     let mut snapshot = TenantSnapshot {
         tenant_enabled: enabled,
         ..TenantSnapshot::default()
@@ -258,6 +309,42 @@ async fn load(conn: &mut AsyncPgConnection, tenant_id: &str) -> QueryResult<Tena
     snapshot.rules = by_door
         .into_iter()
         .map(|(door, rules)| (door, DoorRules::build(rules)))
+        .collect();
+
+    let codes: HashMap<Uuid, CodeView> = code_rows
+        .into_iter()
+        .map(
+            |(id, hmac, kind, start, end, slots, max_usages, usage_count, user_id, name, last)| {
+                let stored: Vec<StoredSlot> = serde_json::from_value(slots).unwrap_or_default();
+                let view = CodeView {
+                    id,
+                    hmac,
+                    kind: code_kind(&kind),
+                    start,
+                    end,
+                    slots: stored
+                        .iter()
+                        .filter_map(|s| Slot::parse(s.day_of_week, &s.start, &s.end).ok())
+                        .collect(),
+                    max_usages,
+                    usage_count,
+                    user_id,
+                    grantee_name: name,
+                    last_digits: last,
+                };
+                (id, view)
+            },
+        )
+        .collect();
+    let mut codes_by_door: HashMap<Uuid, Vec<CodeView>> = HashMap::new();
+    for (code_id, door_id) in code_doors {
+        if let Some(view) = codes.get(&code_id) {
+            codes_by_door.entry(door_id).or_default().push(view.clone());
+        }
+    }
+    snapshot.codes = codes_by_door
+        .into_iter()
+        .map(|(door, codes)| (door, DoorCodes::build(codes)))
         .collect();
     Ok(snapshot)
 }

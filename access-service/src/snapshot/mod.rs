@@ -1,5 +1,5 @@
-//! The in-memory view of each tenant that decisions read: doors, users, memberships and
-//! per-door rule indexes. A tenant is loaded on first use and dropped whenever
+//! The in-memory view of each tenant that decisions read: doors, users, memberships,
+//! per-door rule indexes and per-door active access codes. A tenant is loaded on first use and dropped whenever
 //! PostgreSQL notifies `latchkey_access_changes` with its id (triggers on every table
 //! the snapshot reads), so every replica sees a change as soon as it commits. While the
 //! notification connection is down nothing is cached: each decision reads fresh data.
@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
 use uuid::Uuid;
 
-use crate::decision::{DoorRules, DoorView, MembershipView, UserView};
+use crate::decision::{DoorCodes, DoorRules, DoorView, MembershipView, UserView};
 
 pub use load::door_kind;
 
@@ -60,7 +60,10 @@ pub struct TenantSnapshot {
     pub users_by_external_id: HashMap<String, Uuid>,
     pub memberships: HashMap<Uuid, Vec<MembershipView>>,
     pub rules: HashMap<Uuid, DoorRules>,
+    /// Each door's ACTIVE access codes (keyed hashes only).
+    pub codes: HashMap<Uuid, DoorCodes>,
     no_rules: DoorRules,
+    no_codes: DoorCodes,
 }
 
 impl Default for TenantSnapshot {
@@ -73,7 +76,9 @@ impl Default for TenantSnapshot {
             users_by_external_id: HashMap::new(),
             memberships: HashMap::new(),
             rules: HashMap::new(),
+            codes: HashMap::new(),
             no_rules: DoorRules::build(Vec::new()),
+            no_codes: DoorCodes::default(),
         }
     }
 }
@@ -81,6 +86,10 @@ impl Default for TenantSnapshot {
 impl TenantSnapshot {
     pub fn rules_of(&self, door: &Uuid) -> &DoorRules {
         self.rules.get(door).unwrap_or(&self.no_rules)
+    }
+
+    pub fn codes_of(&self, door: &Uuid) -> &DoorCodes {
+        self.codes.get(door).unwrap_or(&self.no_codes)
     }
 
     pub fn memberships_of(&self, user: &Uuid) -> &[MembershipView] {

@@ -1,0 +1,784 @@
+//! Access codes reach the simulated TTLock locks through faults: both services, the
+//! TTLock simulator and PostgreSQL, with one injectable clock instead of waiting.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Datelike, TimeZone, Utc};
+use latchkey::clock::{Clock, ManualClock};
+use latchkey::pb::access::v1 as pb;
+use latchkey::pb::access::v1::access_code_service_client::AccessCodeServiceClient;
+use latchkey::pb::access::v1::directory_service_client::DirectoryServiceClient;
+use latchkey::pb::gateway::v1::RegisterAccountRequest;
+use latchkey::pb::gateway::v1::lock_gateway_client::LockGatewayClient;
+use latchkey::testkit::{RunningServer, TEST_JWT_SECRET, TestDb, authorized, token};
+use lock_gateway::sim::faults::InjectedFailure;
+use lock_gateway::sim::{SimConfig, SimHandle, Simulator};
+use lock_gateway::ttlock::{
+    AccountConfig, ClientConfig, PasscodeText, Password, TtlockClient, Validity,
+};
+use secrecy::SecretString;
+use tonic::transport::Channel;
+
+const FRONT_DOOR: i64 = 7_252_408;
+const ROOM_101: i64 = 6_901_284;
+const ANNEX: i64 = 2_182_419;
+const BIKE_SHED: i64 = 18_951_786;
+const LOBBY_GATEWAY: i64 = 34_144;
+
+struct World {
+    db: TestDb,
+    clock: ManualClock,
+    sim: SimHandle,
+    gateway: RunningServer<lock_gateway::RunError>,
+    access: Vec<RunningServer<access_service::RunError>>,
+    admin: String,
+    account: String,
+    property: pb::Property,
+}
+
+fn access_config(db: &TestDb, gateway: &str, clock: &ManualClock) -> access_service::Config {
+    let mut config = common::access_config(db, gateway.to_owned());
+    config.clock = Some(Arc::new(clock.clone()));
+    config.provisioning_poll_ms = 20;
+    config.provisioning_lease_secs = 2;
+    config.follow_device_events = false;
+    config
+}
+
+impl World {
+    async fn new(replicas: usize, settings: pb::CodeSettings) -> Self {
+        let db = common::database().await;
+        let clock = ManualClock::starting_now();
+        let sim = Simulator::start(SimConfig {
+            clock: Arc::new(clock.clone()),
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let mut gateway_config = lock_gateway::Config::new(db.url(), TEST_JWT_SECRET);
+        gateway_config.clock = Some(Arc::new(clock.clone()));
+        gateway_config.ttlock_requests_per_second = 2000.0;
+        let gateway = RunningServer::spawn(|listener, shutdown| {
+            lock_gateway::run(listener, gateway_config, shutdown)
+        })
+        .await;
+        let mut access = Vec::new();
+        for _ in 0..replicas {
+            access.push(common::start_access(access_config(&db, &gateway.url(), &clock)).await);
+        }
+        let service = token("acme", "access-service", &["SERVICE"]);
+        let account = LockGatewayClient::new(gateway.channel().await)
+            .register_account(authorized(
+                RegisterAccountRequest {
+                    name: "Front desk".into(),
+                    base_url: sim.base_url(),
+                    client_id: "sim-client-0001".into(),
+                    client_secret: "sim-secret-0001".into(),
+                    username: "sim_frontdesk".into(),
+                    password: "correct horse".into(),
+                    request_id: String::new(),
+                },
+                &service,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .id;
+        let admin = token("acme", "admin", &["ADMIN"]);
+        let property = DirectoryServiceClient::new(access[0].channel().await)
+            .create_property(authorized(
+                pb::CreatePropertyRequest {
+                    property: Some(pb::Property {
+                        name: "Casa Azul".into(),
+                        time_zone: "Europe/Madrid".into(),
+                        code_settings: Some(settings),
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                },
+                &admin,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        Self {
+            db,
+            clock,
+            sim,
+            gateway,
+            access,
+            admin,
+            account,
+            property,
+        }
+    }
+
+    async fn channel(&self, replica: usize) -> Channel {
+        self.access[replica].channel().await
+    }
+
+    async fn codes(&self, replica: usize) -> AccessCodeServiceClient<Channel> {
+        AccessCodeServiceClient::new(self.channel(replica).await)
+    }
+
+    async fn door(&self, name: &str, lock: Option<i64>) -> String {
+        DirectoryServiceClient::new(self.channel(0).await)
+            .create_door(authorized(
+                pb::CreateDoorRequest {
+                    door: Some(pb::Door {
+                        property_id: self.property.id.clone(),
+                        name: name.into(),
+                        r#type: pb::DoorType::Unit as i32,
+                        active: true,
+                        lock: lock.map(|lock_id| pb::LockBinding {
+                            account_id: self.account.clone(),
+                            lock_id,
+                        }),
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                },
+                &self.admin,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .id
+    }
+
+    async fn issue(
+        &self,
+        replica: usize,
+        doors: &[&str],
+        code: &str,
+        window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+        request_id: &str,
+    ) -> pb::IssueAccessCodeResponse {
+        let (kind, start, end) = match window {
+            Some((start, end)) => (
+                pb::CodeType::Temporary,
+                Some(latchkey::pb::timestamp(start)),
+                Some(latchkey::pb::timestamp(end)),
+            ),
+            None => (pb::CodeType::Permanent, None, None),
+        };
+        self.codes(replica)
+            .await
+            .issue_access_code(authorized(
+                pb::IssueAccessCodeRequest {
+                    door_ids: doors.iter().map(|d| (*d).to_owned()).collect(),
+                    grantee: Some(pb::Grantee {
+                        r#type: pb::GranteeType::Provider as i32,
+                        name: format!("Provider {request_id}"),
+                        ..Default::default()
+                    }),
+                    purpose: pb::CodePurpose::Maintenance as i32,
+                    r#type: kind as i32,
+                    start_time: start,
+                    end_time: end,
+                    code: code.into(),
+                    request_id: request_id.into(),
+                    ..Default::default()
+                },
+                &self.admin,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    async fn code(&self, id: &str) -> pb::AccessCode {
+        self.codes(0)
+            .await
+            .get_access_code(authorized(
+                pb::GetAccessCodeRequest { id: id.into() },
+                &self.admin,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    async fn door_state(&self, code: &str) -> pb::SyncState {
+        self.code(code).await.doors[0].sync_state()
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        self.db
+            .client()
+            .await
+            .query_one(sql, &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    fn adds(&self) -> u64 {
+        self.sim
+            .stats()
+            .requests_by_path
+            .get("/v3/keyboardPwd/add")
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// A passcode put on a lock with the TTLock app, outside latchkey.
+    async fn app_passcode(&self, lock_id: i64, code: &str, name: &str) {
+        let fixture = &self.sim.accounts()[0];
+        TtlockClient::new(
+            AccountConfig::new(
+                fixture.client_id.clone(),
+                SecretString::from(fixture.client_secret.clone()),
+                fixture.username.clone(),
+                Password::Plain(SecretString::from(fixture.password.clone())),
+            )
+            .with_base_url(self.sim.base_url()),
+            ClientConfig::default(),
+            Arc::new(self.clock.clone()),
+        )
+        .unwrap()
+        .add_passcode(
+            lock_id,
+            &PasscodeText::new(code),
+            Some(name),
+            Validity::Permanent,
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Every row of both services' tables as text, for looking for plaintext.
+    async fn stored_text(&self) -> String {
+        let client = self.db.client().await;
+        let tables = client
+            .query(
+                "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+                 WHERE table_schema IN ('access', 'gateway') AND table_type = 'BASE TABLE'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let mut all = String::new();
+        for table in tables {
+            let name: String = table.get(0);
+            for row in client
+                .query(&format!("SELECT t::text FROM {name} t"), &[])
+                .await
+                .unwrap()
+            {
+                all.push_str(&row.get::<_, String>(0));
+                all.push('\n');
+            }
+        }
+        all
+    }
+}
+
+/// Waits for `done` to hold, failing after a generous deadline instead of hanging.
+async fn eventually<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !done().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn madrid(date: chrono::NaiveDate, hour: u32, minute: u32) -> DateTime<Utc> {
+    chrono_tz::Europe::Madrid
+        .from_local_datetime(&date.and_hms_opt(hour, minute, 0).unwrap())
+        .single()
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn date(d: chrono::NaiveDate) -> pb::Date {
+    pb::Date {
+        year: d.year(),
+        month: i32::try_from(d.month()).unwrap(),
+        day: i32::try_from(d.day()).unwrap(),
+    }
+}
+
+fn settings() -> pb::CodeSettings {
+    pb::CodeSettings {
+        auto_generate: true,
+        default_code_length: 6,
+        check_in_time: "15:00".into(),
+        check_out_time: "11:00".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_stay_code_is_on_the_lock_before_check_in_and_gone_after_check_out() {
+    let w = World::new(1, settings()).await;
+    let front = w.door("Front door", Some(FRONT_DOOR)).await;
+    let patio = w.door("Patio gate", None).await;
+    let today = w
+        .clock
+        .now()
+        .with_timezone(&chrono_tz::Europe::Madrid)
+        .date_naive();
+    let (arrival, departure) = (today + chrono::Days::new(10), today + chrono::Days::new(13));
+    let stay = w
+        .codes(0)
+        .await
+        .issue_stay_codes(authorized(
+            pb::IssueStayCodesRequest {
+                booking_reference: "BK-1042".into(),
+                property_id: w.property.id.clone(),
+                guest: Some(pb::Guest {
+                    name: "Ana Ruiz".into(),
+                    contact: "ana@example.test".into(),
+                }),
+                arrival_date: Some(date(arrival)),
+                departure_date: Some(date(departure)),
+                code: String::new(),
+                request_id: "stay-1".into(),
+            },
+            &w.admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let code = stay.code.clone();
+    let guest = stay.guest_code.unwrap();
+    let (check_in, check_out) = (madrid(arrival, 15, 0), madrid(departure, 11, 0));
+    let mut states: Vec<(String, pb::SyncState)> = guest
+        .doors
+        .iter()
+        .map(|d| (d.door_id.clone(), d.sync_state()))
+        .collect();
+    states.sort();
+    let mut expected = vec![
+        (front.clone(), pb::SyncState::Pending),
+        (patio.clone(), pb::SyncState::NotApplicable),
+    ];
+    expected.sort();
+    assert_eq!(states, expected);
+
+    // Ten days out nothing is written: the lead time is 72 hours.
+    w.clock.advance(Duration::from_secs(3600));
+    let worked = w
+        .count("SELECT count(*) FROM access.provisioning_outbox WHERE done_time IS NOT NULL")
+        .await;
+    assert_eq!(worked, 0);
+    assert!(w.sim.passcodes(FRONT_DOOR).is_empty());
+
+    // 71 hours before check-in, the code is on the lock with the stay's window.
+    w.clock
+        .set((check_in - chrono::Duration::hours(71)).timestamp_millis());
+    eventually("the code set on the lock", || async {
+        w.door_state_of(&guest.id, &front).await == pb::SyncState::Set
+    })
+    .await;
+    let on_lock = w.sim.passcodes(FRONT_DOOR);
+    assert_eq!(on_lock.len(), 1);
+    assert_eq!(on_lock[0].code, code, "the lock holds the issued code");
+    assert_eq!(
+        on_lock[0].name.as_deref(),
+        Some(format!("lk-{}", guest.id).as_str())
+    );
+    assert_eq!(
+        (on_lock[0].start_ms, on_lock[0].end_ms),
+        (check_in.timestamp_millis(), check_out.timestamp_millis())
+    );
+    // The lock itself enforces the window.
+    assert_eq!(
+        w.sim.keypad(FRONT_DOOR, &code),
+        Some(false),
+        "before check-in"
+    );
+    w.clock
+        .set((check_in + chrono::Duration::hours(1)).timestamp_millis());
+    assert_eq!(
+        w.sim.keypad(FRONT_DOOR, &code),
+        Some(true),
+        "after check-in"
+    );
+
+    // After check-out the code expires and leaves the lock.
+    w.clock
+        .set((check_out + chrono::Duration::minutes(1)).timestamp_millis());
+    eventually("the code removed from the lock", || async {
+        w.door_state_of(&guest.id, &front).await == pb::SyncState::Removed
+    })
+    .await;
+    assert!(w.sim.passcodes(FRONT_DOOR).is_empty());
+    assert_eq!(w.code(&guest.id).await.status(), pb::CodeStatus::Expired);
+    assert_eq!(w.adds(), 1);
+    let stored = w.stored_text().await;
+    assert!(!stored.contains(&code), "the plaintext code is stored");
+}
+
+impl World {
+    async fn door_state_of(&self, code: &str, door: &str) -> pb::SyncState {
+        self.code(code)
+            .await
+            .doors
+            .iter()
+            .find(|d| d.door_id == door)
+            .map_or(pb::SyncState::Unspecified, |d| d.sync_state())
+    }
+}
+
+#[tokio::test]
+async fn codes_converge_once_the_gateway_is_back_with_no_duplicates() {
+    let w = World::new(1, settings()).await;
+    let front = w.door("Front door", Some(FRONT_DOOR)).await;
+    w.sim
+        .update_faults(|f| f.offline_gateways.push(LOBBY_GATEWAY));
+    let now = w.clock.now();
+    let window = Some((now, now + chrono::Duration::days(2)));
+    let mut ids = Vec::new();
+    for (i, code) in ["582913", "730614", "194627"].iter().enumerate() {
+        ids.push(
+            w.issue(0, &[&front], code, window, &format!("offline-{i}"))
+                .await
+                .access_code
+                .unwrap()
+                .id,
+        );
+    }
+    eventually("every write refused as offline", || async {
+        w.count(
+            "SELECT count(*) FROM access.provisioning_outbox \
+             WHERE done_time IS NULL AND attempts > 0 AND last_error LIKE 'GATEWAY_OFFLINE%'",
+        )
+        .await
+            == 3
+    })
+    .await;
+    for id in &ids {
+        let door = &w.code(id).await.doors[0];
+        assert_eq!(
+            door.sync_state(),
+            pb::SyncState::Pending,
+            "retried, not given up"
+        );
+        assert!(door.detail.contains("GATEWAY_OFFLINE"), "{}", door.detail);
+    }
+    assert!(w.sim.passcodes(FRONT_DOOR).is_empty());
+
+    // The gateway comes back; past the backoff every code is written once.
+    w.sim.update_faults(|f| f.offline_gateways.clear());
+    w.clock.advance(Duration::from_secs(11 * 60));
+    for id in &ids {
+        eventually("the code set", || async {
+            w.door_state(id).await == pb::SyncState::Set
+        })
+        .await;
+    }
+    let mut names: Vec<String> = w
+        .sim
+        .passcodes(FRONT_DOOR)
+        .into_iter()
+        .filter_map(|p| p.name)
+        .collect();
+    names.sort();
+    let mut expected: Vec<String> = ids.iter().map(|id| format!("lk-{id}")).collect();
+    expected.sort();
+    assert_eq!(names, expected, "each code once on the lock");
+}
+
+#[tokio::test]
+async fn a_code_the_lock_already_holds_fails_as_a_duplicate_with_its_reason() {
+    let w = World::new(1, settings()).await;
+    let front = w.door("Front door", Some(FRONT_DOOR)).await;
+    w.app_passcode(FRONT_DOOR, "505172", "Owner").await;
+    let issued = w
+        .issue(0, &[&front], "505172", None, "dup-1")
+        .await
+        .access_code
+        .unwrap();
+    eventually("the write refused", || async {
+        w.door_state(&issued.id).await == pb::SyncState::Failed
+    })
+    .await;
+    let door = &w.code(&issued.id).await.doors[0];
+    assert_eq!(door.failure_reason, "DUPLICATE_ON_LOCK");
+    assert_eq!(w.adds(), 2, "the owner's write and ours, never retried");
+    assert_eq!(w.sim.passcodes(FRONT_DOOR).len(), 1);
+}
+
+#[tokio::test]
+async fn an_ambiguous_write_is_settled_by_reading_the_lock() {
+    let w = World::new(1, settings()).await;
+    let front = w.door("Front door", Some(FRONT_DOOR)).await;
+
+    // errcode 1, and the lock did take the code: reading the lock confirms it.
+    w.sim.update_faults(|f| {
+        f.inject.push(
+            InjectedFailure::errcode(1)
+                .on("/v3/keyboardPwd/add")
+                .executed(),
+        )
+    });
+    let taken = w
+        .issue(0, &[&front], "614283", None, "amb-1")
+        .await
+        .access_code
+        .unwrap();
+    eventually("the ambiguous write settled", || async {
+        w.door_state(&taken.id).await == pb::SyncState::Set
+    })
+    .await;
+    assert_eq!(w.adds(), 1, "not written twice");
+    let on_lock = w.sim.passcodes(FRONT_DOOR);
+    assert_eq!(
+        w.code(&taken.id).await.doors[0].lock_passcode_id,
+        on_lock[0].id
+    );
+
+    // errcode 1, and the lock did not take it: it is written again, once.
+    w.sim.update_faults(|f| {
+        f.inject
+            .push(InjectedFailure::errcode(1).on("/v3/keyboardPwd/add"))
+    });
+    let missed = w
+        .issue(0, &[&front], "827350", None, "amb-2")
+        .await
+        .access_code
+        .unwrap();
+    w.clock.advance(Duration::from_secs(5));
+    eventually("the missed write made again", || async {
+        w.clock.advance(Duration::from_secs(1));
+        w.door_state(&missed.id).await == pb::SyncState::Set
+    })
+    .await;
+    assert_eq!(w.adds(), 3);
+    assert_eq!(w.sim.passcodes(FRONT_DOOR).len(), 2);
+}
+
+#[tokio::test]
+async fn two_replicas_provision_a_thousand_codes_with_each_write_made_once() {
+    let w = World::new(2, settings()).await;
+    let mut doors = Vec::new();
+    for (name, lock) in [
+        ("Front", FRONT_DOOR),
+        ("Room 101", ROOM_101),
+        ("Annex", ANNEX),
+        ("Bike shed", BIKE_SHED),
+    ] {
+        doors.push(w.door(name, Some(lock)).await);
+    }
+    let mut issued = Vec::new();
+    for i in 0..1000_usize {
+        let door = &doors[i % doors.len()];
+        // Distinct, non-trivial six-digit codes.
+        let code = format!("{}", 300_007 + i * 613);
+        issued.push(
+            w.issue(i % 2, &[door], &code, None, &format!("bulk-{i}"))
+                .await,
+        );
+    }
+    assert!(issued.iter().all(|r| !r.code.is_empty()));
+    eventually("every code set", || async {
+        w.count("SELECT count(*) FROM access.access_code_doors WHERE sync_state = 'SET'")
+            .await
+            == 1000
+    })
+    .await;
+    assert_eq!(
+        w.adds(),
+        1000,
+        "each write reached the simulator exactly once"
+    );
+    for lock in [FRONT_DOOR, ROOM_101, ANNEX, BIKE_SHED] {
+        assert_eq!(w.sim.passcodes(lock).len(), 250);
+    }
+    assert_eq!(
+        w.sim.stats().overlaps,
+        0,
+        "gateway commands never overlapped"
+    );
+}
+
+#[tokio::test]
+async fn passcodes_latchkey_did_not_create_are_reported_and_removed_only_when_asked() {
+    let w = World::new(1, settings()).await;
+    let front = w.door("Front door", Some(FRONT_DOOR)).await;
+    let ours = w
+        .issue(0, &[&front], "731964", None, "ours")
+        .await
+        .access_code
+        .unwrap();
+    eventually("our code set", || async {
+        w.door_state(&ours.id).await == pb::SyncState::Set
+    })
+    .await;
+    w.app_passcode(FRONT_DOOR, "268413", "Handyman").await;
+
+    let mut codes = w.codes(0).await;
+    let report = codes
+        .reconcile_lock(authorized(
+            pb::ReconcileLockRequest {
+                door_id: front.clone(),
+                remove_unmanaged: false,
+            },
+            &w.admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(report.in_sync, 1);
+    assert_eq!(report.unmanaged.len(), 1);
+    assert_eq!(
+        (
+            report.unmanaged[0].name.as_str(),
+            report.unmanaged[0].masked_code.as_str()
+        ),
+        ("Handyman", "****13")
+    );
+    assert_eq!(
+        w.sim.passcodes(FRONT_DOOR).len(),
+        2,
+        "reported, not touched"
+    );
+
+    // Someone deletes our code in the app: reconciliation puts it back.
+    let our_id = w.code(&ours.id).await.doors[0].lock_passcode_id;
+    assert!(w.sim.remove_passcode(our_id));
+    let report = codes
+        .reconcile_lock(authorized(
+            pb::ReconcileLockRequest {
+                door_id: front.clone(),
+                remove_unmanaged: true,
+            },
+            &w.admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(report.queued_set, [ours.id.clone()]);
+    assert_eq!(report.removed_unmanaged.len(), 1);
+    eventually("our code set again", || async {
+        w.door_state(&ours.id).await == pb::SyncState::Set
+    })
+    .await;
+    let on_lock = w.sim.passcodes(FRONT_DOOR);
+    assert_eq!(on_lock.len(), 1);
+    assert_eq!(on_lock[0].code, "731964");
+}
+
+#[tokio::test]
+async fn every_intent_completes_after_access_service_is_killed_midway() {
+    let w = World::new(0, settings()).await;
+    w.sim.update_faults(|f| f.remote_latency_ms = 60);
+    // The first instance runs on a runtime of its own, so it can die abruptly.
+    let doomed = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let config = access_config(&w.db, &w.gateway.url(), &w.clock);
+    {
+        let _inside = doomed.enter();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        doomed.spawn(access_service::run(
+            listener,
+            config,
+            std::future::pending(),
+        ));
+    }
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let admin = w.admin.clone();
+    let door = DirectoryServiceClient::new(channel.clone())
+        .create_door(authorized(
+            pb::CreateDoorRequest {
+                door: Some(pb::Door {
+                    property_id: w.property.id.clone(),
+                    name: "Front".into(),
+                    r#type: pb::DoorType::Unit as i32,
+                    active: true,
+                    lock: Some(pb::LockBinding {
+                        account_id: w.account.clone(),
+                        lock_id: FRONT_DOOR,
+                    }),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    let mut codes = AccessCodeServiceClient::new(channel);
+    for i in 0..40_usize {
+        codes
+            .issue_access_code(authorized(
+                pb::IssueAccessCodeRequest {
+                    door_ids: vec![door.clone()],
+                    grantee: Some(pb::Grantee {
+                        r#type: pb::GranteeType::Guest as i32,
+                        name: format!("Guest {i}"),
+                        ..Default::default()
+                    }),
+                    purpose: pb::CodePurpose::Other as i32,
+                    r#type: pb::CodeType::Permanent as i32,
+                    code: format!("{}", 410_009 + i * 1_733),
+                    request_id: format!("kill-{i}"),
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await
+            .unwrap();
+    }
+    eventually("some codes set", || async {
+        w.count("SELECT count(*) FROM access.access_code_doors WHERE sync_state = 'SET'")
+            .await
+            >= 5
+    })
+    .await;
+    doomed.shutdown_background();
+    let set_at_kill = w
+        .count("SELECT count(*) FROM access.access_code_doors WHERE sync_state = 'SET'")
+        .await;
+    assert!(set_at_kill < 40, "killed midway, {set_at_kill} set");
+
+    let _restarted = common::start_access(access_config(&w.db, &w.gateway.url(), &w.clock)).await;
+    eventually("every code set after the restart", || async {
+        w.count("SELECT count(*) FROM access.access_code_doors WHERE sync_state = 'SET'")
+            .await
+            == 40
+    })
+    .await;
+    assert_eq!(
+        w.sim.passcodes(FRONT_DOOR).len(),
+        40,
+        "nothing lost, nothing twice"
+    );
+    assert_eq!(
+        w.adds(),
+        40,
+        "an interrupted write was asked about, not repeated"
+    );
+    assert_eq!(
+        w.count("SELECT count(*) FROM access.provisioning_outbox WHERE done_time IS NULL")
+            .await,
+        0
+    );
+}
