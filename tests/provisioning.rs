@@ -578,10 +578,9 @@ async fn two_replicas_provision_a_thousand_codes_with_each_write_made_once() {
     let mut issued = Vec::new();
     for i in 0..1000_usize {
         let door = &doors[i % doors.len()];
-        // Distinct, non-trivial six-digit codes.
-        let code = format!("{}", 300_007 + i * 613);
+        // Generated: distinct on each lock and never too simple for it.
         issued.push(
-            w.issue(i % 2, &[door], &code, None, &format!("bulk-{i}"))
+            w.issue(i % 2, &[door], "", None, &format!("bulk-{i}"))
                 .await,
         );
     }
@@ -663,7 +662,7 @@ async fn passcodes_latchkey_did_not_create_are_reported_and_removed_only_when_as
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(report.queued_set, [ours.id.clone()]);
+    assert_eq!(report.queued_set, std::slice::from_ref(&ours.id));
     assert_eq!(report.removed_unmanaged.len(), 1);
     eventually("our code set again", || async {
         w.door_state(&ours.id).await == pb::SyncState::Set
@@ -676,7 +675,9 @@ async fn passcodes_latchkey_did_not_create_are_reported_and_removed_only_when_as
 
 #[tokio::test]
 async fn every_intent_completes_after_access_service_is_killed_midway() {
-    let w = World::new(0, settings()).await;
+    let mut w = World::new(1, settings()).await;
+    // Only the instance about to be killed works on the intents.
+    w.access.pop().unwrap().stop().await.unwrap();
     w.sim.update_faults(|f| f.remote_latency_ms = 60);
     // The first instance runs on a runtime of its own, so it can die abruptly.
     let doomed = tokio::runtime::Builder::new_multi_thread()
@@ -738,7 +739,7 @@ async fn every_intent_completes_after_access_service_is_killed_midway() {
                     }),
                     purpose: pb::CodePurpose::Other as i32,
                     r#type: pb::CodeType::Permanent as i32,
-                    code: format!("{}", 410_009 + i * 1_733),
+                    code: String::new(),
                     request_id: format!("kill-{i}"),
                     ..Default::default()
                 },
@@ -761,6 +762,8 @@ async fn every_intent_completes_after_access_service_is_killed_midway() {
 
     let _restarted = common::start_access(access_config(&w.db, &w.gateway.url(), &w.clock)).await;
     eventually("every code set after the restart", || async {
+        // Retries are scheduled on the service's clock: let it run.
+        w.clock.advance(Duration::from_millis(500));
         w.count("SELECT count(*) FROM access.access_code_doors WHERE sync_state = 'SET'")
             .await
             == 40

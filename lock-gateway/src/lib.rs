@@ -107,6 +107,8 @@ pub async fn run_with_callbacks(
             config.ttlock_client(),
             config.clock.clone().unwrap_or_else(ttlock::clock::system),
         ),
+        remote_timeout: chrono::Duration::from_std(config.ttlock_client().remote_timeout)
+            .unwrap_or(chrono::Duration::seconds(40)),
         low_battery_percent: config.low_battery_percent,
         inbox_wake: Arc::new(Notify::new()),
         events: events::watch::Hub::new(),

@@ -272,7 +272,7 @@ async fn run(
                 && earlier.account_id == claim.account_id
                 && earlier.lock_id == claim.lock_id
                 && (claim.passcode_id.is_none() || earlier.passcode_id == claim.passcode_id);
-            let result = WriteResult::replay(earlier, same);
+            let result = WriteResult::replay(earlier, same, state.remote_timeout);
             log(write.operation(), target.lock_id, &result);
             return Ok(result);
         }

@@ -9,6 +9,8 @@ use tokio::sync::{Notify, watch};
 pub struct AppState {
     pub pool: DbPool,
     pub accounts: crate::accounts::Accounts,
+    /// The longest a gateway-relayed TTLock call may take.
+    pub remote_timeout: chrono::Duration,
     /// Battery percentage at or below which a lock is LOW_BATTERY.
     pub low_battery_percent: i32,
     /// Wakes the callback publisher.

@@ -295,6 +295,13 @@ impl Worker {
 
     async fn after_set(&self, intent: &Intent, door: &CodeDoor, result: PasscodeResult) -> Settle {
         match result.outcome() {
+            // The first call with this request id is still running (a worker that died
+            // mid-call): its answer is worth waiting for.
+            PasscodeOutcome::Unconfirmed if result.reason == "IN_FLIGHT" => Settle::Retry {
+                after: DEFER,
+                next_generation: false,
+                error: "an earlier write is still running; asking again".to_owned(),
+            },
             PasscodeOutcome::Done => Settle::Done(
                 "SET",
                 String::new(),

@@ -35,6 +35,7 @@ pub struct Claim {
     pub retryable: bool,
     pub detail: String,
     pub latency_ms: i64,
+    pub create_time: chrono::DateTime<chrono::Utc>,
 }
 
 /// How a claimed call ended.

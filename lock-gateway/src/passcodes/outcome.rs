@@ -90,8 +90,11 @@ impl WriteResult {
 
     /// The answer to a request id an earlier call claimed. `same` says whether the
     /// earlier call was this very operation; if not, nothing is sent and it fails.
-    pub fn replay(earlier: Claim, same: bool) -> Self {
+    pub fn replay(earlier: Claim, same: bool, in_flight_for: chrono::Duration) -> Self {
         let passcode_id = earlier.passcode_id.unwrap_or(0);
+        // A claim younger than the longest a TTLock write may take is most likely still
+        // running: asking again soon gets its real answer.
+        let running = earlier.create_time + in_flight_for > chrono::Utc::now();
         match (earlier.outcome, same) {
             (_, false) => Self {
                 outcome: Outcome::Failed,
@@ -112,6 +115,17 @@ impl WriteResult {
                 retryable: earlier.retryable,
                 detail: earlier.detail,
                 latency_ms: earlier.latency_ms,
+                replayed: true,
+            },
+            (None, true) if running => Self {
+                outcome: Outcome::Unconfirmed,
+                passcode_id: 0,
+                errcode: 0,
+                reason: "IN_FLIGHT".to_owned(),
+                retryable: true,
+                detail: "an earlier call with this request id is still running; ask again for its answer"
+                    .to_owned(),
+                latency_ms: 0,
                 replayed: true,
             },
             (None, true) => Self {
