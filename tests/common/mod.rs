@@ -2,6 +2,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod world;
+
 use latchkey::testkit::{RunningServer, TEST_JWT_SECRET, TestDb};
 
 pub struct Pair {
