@@ -103,6 +103,47 @@ async fn a_stay_code_is_on_the_lock_before_check_in_and_gone_after_check_out() {
         "after check-in"
     );
 
+    // The guest stays a night longer: the same booking moves the window on the lock.
+    let later = departure + chrono::Days::new(1);
+    let check_out = madrid(later, 11, 0);
+    let moved = w
+        .codes(0)
+        .await
+        .issue_stay_codes(authorized(
+            pb::IssueStayCodesRequest {
+                booking_reference: "BK-1042".into(),
+                property_id: w.property.id.clone(),
+                guest: Some(pb::Guest {
+                    name: "Ana Ruiz".into(),
+                    contact: "ana@example.test".into(),
+                }),
+                arrival_date: Some(date(arrival)),
+                departure_date: Some(date(later)),
+                code: String::new(),
+                request_id: "stay-2".into(),
+            },
+            &w.admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        moved.existing && moved.code.is_empty(),
+        "same booking, no new code"
+    );
+    eventually("the window moved on the lock", || async {
+        w.sim
+            .passcodes(FRONT_DOOR)
+            .first()
+            .is_some_and(|p| p.end_ms == check_out.timestamp_millis())
+    })
+    .await;
+    assert_eq!(
+        w.sim.passcodes(FRONT_DOOR).len(),
+        1,
+        "moved, not duplicated"
+    );
+
     // After check-out the code expires and leaves the lock.
     w.clock
         .set((check_out + chrono::Duration::minutes(1)).timestamp_millis());
@@ -544,4 +585,31 @@ async fn a_guest_opening_with_the_issued_code_is_audited_by_name_until_its_uses_
     assert!(w.sim.passcodes(FRONT_DOOR).is_empty());
     assert_eq!(w.code(&code.id).await.usage_count, 2);
     assert!(!w.stored_text().await.contains("480263"));
+}
+
+#[tokio::test]
+async fn periodic_reconciliation_puts_back_a_code_deleted_behind_latchkeys_back() {
+    let mut w = World::new(1, settings()).await;
+    w.access.pop().unwrap().stop().await.unwrap();
+    let mut config = access_config(&w.db, &w.gateway.url(), &w.clock);
+    config.reconcile_interval_secs = 1;
+    w.access.push(common::start_access(config).await);
+    let front = w.door("Front door", Some(FRONT_DOOR)).await;
+    let code = w
+        .issue(0, &[&front], "731964", None, "periodic")
+        .await
+        .access_code
+        .unwrap();
+    eventually("the code set", || async {
+        w.door_state(&code.id).await == pb::SyncState::Set
+    })
+    .await;
+    let first = w.code(&code.id).await.doors[0].lock_passcode_id;
+    assert!(w.sim.remove_passcode(first));
+    eventually("the code set again without being asked", || async {
+        w.sim.passcodes(FRONT_DOOR).len() == 1
+            && w.code(&code.id).await.doors[0].lock_passcode_id != first
+    })
+    .await;
+    assert_eq!(w.sim.passcodes(FRONT_DOOR)[0].code, "731964");
 }
