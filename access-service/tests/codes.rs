@@ -1547,10 +1547,20 @@ async fn other_tenants_and_roles_cannot_reach_the_codes() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
+    // The door has no lock: nothing to reconcile; another tenant does not see the door.
     assert_reason(
         w.codes.reconcile_lock(reconcile(&w.admin.clone())).await,
-        Code::Unavailable,
-        "RECONCILE_UNAVAILABLE",
+        Code::FailedPrecondition,
+        "NO_LOCK",
+    );
+    let stranger = token("tenant-b", "admin", &["ADMIN"]);
+    assert_eq!(
+        w.codes
+            .reconcile_lock(reconcile(&stranger))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
     );
 }
 
