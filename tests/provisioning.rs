@@ -193,6 +193,7 @@ async fn codes_converge_once_the_gateway_is_back_with_no_duplicates() {
             "retried, not given up"
         );
         assert!(door.detail.contains("GATEWAY_OFFLINE"), "{}", door.detail);
+        assert_eq!(door.failure_reason, "GATEWAY_OFFLINE", "why it waits");
     }
     assert!(w.sim.passcodes(FRONT_DOOR).is_empty());
 

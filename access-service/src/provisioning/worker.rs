@@ -57,6 +57,8 @@ enum Settle {
     Retry {
         after: chrono::Duration,
         next_generation: bool,
+        /// Why it waits, when lock-gateway said (e.g. GATEWAY_OFFLINE).
+        reason: String,
         error: String,
     },
 }
@@ -186,6 +188,7 @@ impl Worker {
                 Settle::Retry {
                     after,
                     next_generation,
+                    reason,
                     error,
                 } => {
                     let state = match (intent.intent.as_str(), door.sync_state.as_str()) {
@@ -197,7 +200,7 @@ impl Worker {
                         door.code_id,
                         door.door_id,
                         state,
-                        "",
+                        reason,
                         error,
                         door.lock_passcode_id,
                     )
@@ -300,6 +303,7 @@ impl Worker {
             PasscodeOutcome::Unconfirmed if result.reason == "IN_FLIGHT" => Settle::Retry {
                 after: DEFER,
                 next_generation: false,
+                reason: String::new(),
                 error: "an earlier write is still running; asking again".to_owned(),
             },
             PasscodeOutcome::Done => Settle::Done(
@@ -332,6 +336,7 @@ impl Worker {
                     Err(error) => Settle::Retry {
                         after: backoff(intent.attempts),
                         next_generation: true,
+                        reason: String::new(),
                         error,
                     },
                 }
@@ -339,6 +344,7 @@ impl Worker {
             _ if result.retryable => Settle::Retry {
                 after: backoff(intent.attempts),
                 next_generation: true,
+                reason: failure_reason(&result.reason),
                 error: format!("{}: {}", result.reason, result.detail),
             },
             _ => Settle::Done(
@@ -364,6 +370,7 @@ impl Worker {
                 None => Settle::Retry {
                     after: backoff(1),
                     next_generation: true,
+                    reason: String::new(),
                     error: format!("{why}; not on the lock, written again"),
                 },
             },
@@ -371,6 +378,7 @@ impl Worker {
             Err(error) => Settle::Retry {
                 after: backoff(intent.attempts),
                 next_generation: false,
+                reason: String::new(),
                 error: format!("{why}; {error}"),
             },
         }
@@ -383,6 +391,7 @@ impl Worker {
                 return Settle::Retry {
                     after: DEFER,
                     next_generation: false,
+                    reason: String::new(),
                     error: "waiting for the code to be set".to_owned(),
                 };
             }
@@ -435,6 +444,7 @@ impl Worker {
             PasscodeAnswer::Answered(result) if result.retryable => Settle::Retry {
                 after: backoff(intent.attempts),
                 next_generation: true,
+                reason: failure_reason(&result.reason),
                 error: format!("{}: {}", result.reason, result.detail),
             },
             PasscodeAnswer::Answered(result)
@@ -444,6 +454,7 @@ impl Worker {
                 Settle::Retry {
                     after: backoff(1),
                     next_generation: true,
+                    reason: String::new(),
                     error: format!("ambiguous change: {}", result.detail),
                 }
             }
@@ -456,6 +467,7 @@ impl Worker {
             PasscodeAnswer::Lost(error) => Settle::Retry {
                 after: backoff(intent.attempts),
                 next_generation: false,
+                reason: String::new(),
                 error,
             },
             PasscodeAnswer::Refused(error) => {
@@ -477,6 +489,7 @@ impl Worker {
                         return Settle::Retry {
                             after: DEFER,
                             next_generation: false,
+                            reason: String::new(),
                             error: "waiting for a write in flight before removing".to_owned(),
                         };
                     }
@@ -493,6 +506,7 @@ impl Worker {
                     return Settle::Retry {
                         after: backoff(intent.attempts),
                         next_generation: false,
+                        reason: String::new(),
                         error,
                     };
                 }
@@ -528,6 +542,7 @@ impl Worker {
                     _ => Settle::Retry {
                         after: backoff(1),
                         next_generation: true,
+                        reason: String::new(),
                         error: format!("ambiguous removal: {}", result.detail),
                     },
                 }
@@ -535,6 +550,7 @@ impl Worker {
             PasscodeAnswer::Answered(result) if result.retryable => Settle::Retry {
                 after: backoff(intent.attempts),
                 next_generation: true,
+                reason: failure_reason(&result.reason),
                 error: format!("{}: {}", result.reason, result.detail),
             },
             PasscodeAnswer::Answered(result) => Settle::Done(
@@ -546,6 +562,7 @@ impl Worker {
             PasscodeAnswer::Lost(error) => Settle::Retry {
                 after: backoff(intent.attempts),
                 next_generation: false,
+                reason: String::new(),
                 error,
             },
             PasscodeAnswer::Refused(error) => {
