@@ -163,3 +163,10 @@ pub async fn termination_signal() {
         let _ = interrupt.await;
     }
 }
+
+/// The connections a server accepts on `listener`, with Nagle's algorithm off: a unary
+/// answer is written as headers and data, then trailers, and with Nagle on the trailers
+/// wait for the client's delayed ACK (40 ms) before they leave.
+pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}

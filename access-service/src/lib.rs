@@ -35,7 +35,6 @@ use latchkey::pb::access::v1::rule_service_server::RuleServiceServer;
 use latchkey::server::{Health, reflection, serve_with_grace};
 use latchkey::telemetry::grpc_trace_layer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::server::NamedService;
 
 pub use config::Config;
@@ -162,7 +161,7 @@ pub async fn run(
         .add_service(access_codes);
 
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "access-service serving");
-    let incoming = TcpListenerStream::new(listener);
+    let incoming = latchkey::server::incoming(listener);
     serve_with_grace(
         |signal| router.serve_with_incoming_shutdown(incoming, signal),
         shutdown,

@@ -28,7 +28,6 @@ use latchkey::telemetry::grpc_trace_layer;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::server::NamedService;
 
 pub use config::Config;
@@ -171,7 +170,7 @@ pub async fn run_with_callbacks(
         .add_service(gateway);
 
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "lock-gateway serving");
-    let incoming = TcpListenerStream::new(listener);
+    let incoming = latchkey::server::incoming(listener);
     serve_with_grace(
         |signal| router.serve_with_incoming_shutdown(incoming, signal),
         shutdown,
