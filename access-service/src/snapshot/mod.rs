@@ -123,6 +123,9 @@ pub struct SnapshotCache {
     entries: RwLock<Entries>,
     listening: AtomicBool,
     loads: Mutex<u64>,
+    /// One load at a time per tenant: requests that miss together wait for the one
+    /// load instead of each reading a large tenant (and exhausting the pool).
+    loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for SnapshotCache {
@@ -140,7 +143,13 @@ impl SnapshotCache {
             entries: RwLock::new(Entries::default()),
             listening: AtomicBool::new(false),
             loads: Mutex::new(0),
+            loading: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Whether change notifications are followed (and so snapshots are cached).
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
     }
 
     /// How many times a tenant was read from the database (for tests and metrics).
@@ -156,13 +165,27 @@ impl SnapshotCache {
         )
     }
 
+    fn cached(&self, tenant: &str) -> Option<Arc<TenantSnapshot>> {
+        if !self.listening.load(Ordering::Acquire) {
+            return None;
+        }
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        entries.snapshots.get(tenant).map(Arc::clone)
+    }
+
     /// The tenant's snapshot, loading it when it is not cached.
     pub async fn get(&self, tenant: &str) -> Result<Arc<TenantSnapshot>, ApiError> {
-        if self.listening.load(Ordering::Acquire) {
-            let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(snapshot) = entries.snapshots.get(tenant) {
-                return Ok(Arc::clone(snapshot));
-            }
+        if let Some(snapshot) = self.cached(tenant) {
+            return Ok(snapshot);
+        }
+        let gate = {
+            let mut loading = self.loading.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(loading.entry(tenant.to_owned()).or_default())
+        };
+        let _turn = gate.lock().await;
+        // The load this request waited for may have filled the cache.
+        if let Some(snapshot) = self.cached(tenant) {
+            return Ok(snapshot);
         }
         let before = self.generation(tenant);
         let snapshot = {
