@@ -136,6 +136,25 @@ fn decide(
     }
 }
 
+/// The part every decision's audit entry shares: the outcome, its time and the door.
+fn decision_entry(caller: &Caller, attempt: &Attempt, decided: &Decided) -> AuditEntry {
+    let granted = decided.outcome.granted;
+    let action = if granted {
+        AuditAction::AccessGranted
+    } else {
+        AuditAction::AccessDenied
+    };
+    let mut entry = AuditEntry::new(&caller.tenant_id, &caller.user_id, action, granted);
+    entry.time = decided.at;
+    entry.door_id = attempt.door_id.clone();
+    if let Some(door) = &decided.door {
+        entry.door_name = door.name.clone();
+        entry.door_type = door.door_type.clone();
+        entry.door_location = door.location.clone();
+    }
+    entry
+}
+
 /// The audit entry of a decision.
 fn entry_for(
     snapshot: &TenantSnapshot,
@@ -146,19 +165,7 @@ fn entry_for(
     unlock: bool,
 ) -> AuditEntry {
     let outcome = &decided.outcome;
-    let action = if outcome.granted {
-        AuditAction::AccessGranted
-    } else {
-        AuditAction::AccessDenied
-    };
-    let mut entry = AuditEntry::new(&caller.tenant_id, &caller.user_id, action, outcome.granted);
-    entry.time = decided.at;
-    entry.door_id = attempt.door_id.clone();
-    if let Some(door) = &decided.door {
-        entry.door_name = door.name.clone();
-        entry.door_type = door.door_type.clone();
-        entry.door_location = door.location.clone();
-    }
+    let mut entry = decision_entry(caller, attempt, decided);
     match decided.user_id.and_then(|id| snapshot.users.get(&id)) {
         Some(user) => {
             entry.user_id = user.view.id.to_string();
@@ -477,19 +484,7 @@ fn code_entry_for(
     matched: Option<&CodeView>,
 ) -> AuditEntry {
     let outcome = &decided.outcome;
-    let action = if outcome.granted {
-        AuditAction::AccessGranted
-    } else {
-        AuditAction::AccessDenied
-    };
-    let mut entry = AuditEntry::new(&caller.tenant_id, &caller.user_id, action, outcome.granted);
-    entry.time = decided.at;
-    entry.door_id = attempt.door_id.clone();
-    if let Some(door) = &decided.door {
-        entry.door_name = door.name.clone();
-        entry.door_type = door.door_type.clone();
-        entry.door_location = door.location.clone();
-    }
+    let mut entry = decision_entry(caller, attempt, decided);
     match matched {
         Some(code) => match code.user_id.and_then(|id| snapshot.users.get(&id)) {
             Some(user) => {
