@@ -131,7 +131,7 @@ Try it:
     $ACCESS_ADDR latchkey.access.v1.DirectoryService/CreateProperty
   grpcurl -plaintext $ACCESS_ADDR list
 
-TTLock: ${NO_TTLOCK_SIM:+your own account (register it through lock-gateway's RegisterAccount)}${NO_TTLOCK_SIM:-the simulator on http://$SIM_ADDR; its seeded accounts are in .local/ttlock-sim.log}
+TTLock: ${NO_TTLOCK_SIM:+your own account (register it with the RegisterAccount call of lock-gateway)}${NO_TTLOCK_SIM:-the simulator on http://$SIM_ADDR; its seeded accounts are in .local/ttlock-sim.log}
 
 Ctrl-C stops everything${private_pg:+, the private PostgreSQL included}.
 TXT
