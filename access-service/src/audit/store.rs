@@ -273,12 +273,61 @@ pub async fn append(
             .execute(conn)
             .await?;
     }
-    // Parameters are limited to 65535 per statement: insert in slices.
-    for chunk in records.chunks(1000) {
-        diesel::insert_into(audit_log::table)
-            .values(chunk)
-            .execute(conn)
-            .await?;
-    }
+    insert_records(conn, &records).await?;
     Ok(rows.into_iter().flatten().collect())
+}
+
+/// Inserts a batch as one statement of column arrays: the same text for every batch
+/// size, so it is prepared once per connection instead of parsed anew with thousands
+/// of parameters for each batch.
+async fn insert_records(conn: &mut AsyncPgConnection, records: &[Record]) -> QueryResult<()> {
+    use diesel::sql_types::{Array, Bool, Bytea, Int8, Text, Timestamptz};
+    if records.is_empty() {
+        return Ok(());
+    }
+    fn column<T>(records: &[Record], field: impl Fn(&Record) -> T) -> Vec<T> {
+        records.iter().map(field).collect()
+    }
+    let text = |field: fn(&Record) -> &String| column(records, |r| field(r).clone());
+    diesel::sql_query(
+        "INSERT INTO audit_log (tenant_id, sequence, time, actor, action, door_id, door_name, \
+         door_type, door_location, user_id, user_name, user_email, user_role, method, success, \
+         reason_code, reason, rule_id, rule_version, client_ip, request_id, target_type, \
+         target_id, metadata, flagged, prev_hash, hash) \
+         SELECT * FROM unnest($1::text[], $2::int8[], $3::timestamptz[], $4::text[], \
+         $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
+         $12::text[], $13::text[], $14::text[], $15::bool[], $16::text[], $17::text[], \
+         $18::text[], $19::int8[], $20::text[], $21::text[], $22::text[], $23::text[], \
+         $24::text[], $25::bool[], $26::bytea[], $27::bytea[])",
+    )
+    .bind::<Array<Text>, _>(text(|r| &r.tenant_id))
+    .bind::<Array<Int8>, _>(column(records, |r| r.sequence))
+    .bind::<Array<Timestamptz>, _>(column(records, |r| r.time))
+    .bind::<Array<Text>, _>(text(|r| &r.actor))
+    .bind::<Array<Text>, _>(text(|r| &r.action))
+    .bind::<Array<Text>, _>(text(|r| &r.door_id))
+    .bind::<Array<Text>, _>(text(|r| &r.door_name))
+    .bind::<Array<Text>, _>(text(|r| &r.door_type))
+    .bind::<Array<Text>, _>(text(|r| &r.door_location))
+    .bind::<Array<Text>, _>(text(|r| &r.user_id))
+    .bind::<Array<Text>, _>(text(|r| &r.user_name))
+    .bind::<Array<Text>, _>(text(|r| &r.user_email))
+    .bind::<Array<Text>, _>(text(|r| &r.user_role))
+    .bind::<Array<Text>, _>(text(|r| &r.method))
+    .bind::<Array<Bool>, _>(column(records, |r| r.success))
+    .bind::<Array<Text>, _>(text(|r| &r.reason_code))
+    .bind::<Array<Text>, _>(text(|r| &r.reason))
+    .bind::<Array<Text>, _>(text(|r| &r.rule_id))
+    .bind::<Array<Int8>, _>(column(records, |r| r.rule_version))
+    .bind::<Array<Text>, _>(text(|r| &r.client_ip))
+    .bind::<Array<Text>, _>(text(|r| &r.request_id))
+    .bind::<Array<Text>, _>(text(|r| &r.target_type))
+    .bind::<Array<Text>, _>(text(|r| &r.target_id))
+    .bind::<Array<Text>, _>(text(|r| &r.metadata))
+    .bind::<Array<Bool>, _>(column(records, |r| r.flagged))
+    .bind::<Array<Bytea>, _>(column(records, |r| r.prev_hash.clone()))
+    .bind::<Array<Bytea>, _>(column(records, |r| r.hash.clone()))
+    .execute(conn)
+    .await?;
+    Ok(())
 }
