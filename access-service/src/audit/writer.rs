@@ -2,13 +2,17 @@
 //! whatever has queued (up to a batch limit), append it in one transaction and answer
 //! every waiter only after the commit. Concurrent decisions share one commit, so
 //! durability costs little throughput; nothing is answered that is not stored.
+//!
+//! A tenant's entries always go to the same worker: its batches serialise on the
+//! tenant's chain head anyway, and one queue per tenant gathers them into the largest
+//! batches, while the workers commit for different tenants side by side.
 
-use std::sync::Arc;
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 use diesel_async::AsyncConnection;
 use latchkey::db::DbPool;
 use latchkey::error::ApiError;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::store::{self, BurstRule};
@@ -17,7 +21,7 @@ use super::{AuditEntry, AuditRow};
 /// Group-commit settings.
 #[derive(Debug, Clone, Copy)]
 pub struct WriterConfig {
-    /// Concurrent committing workers: while one commits, the next batch gathers.
+    /// Committing workers, each serving its share of the tenants.
     pub workers: usize,
     /// Most rows in one transaction.
     pub max_batch: usize,
@@ -43,7 +47,8 @@ struct Pending {
 /// what is queued and stop.
 #[derive(Debug, Clone)]
 pub struct AuditWriter {
-    sender: mpsc::Sender<Pending>,
+    /// One queue per worker; a tenant's entries go to `senders[hash(tenant) % len]`.
+    senders: Vec<mpsc::Sender<Pending>>,
 }
 
 impl std::fmt::Debug for Pending {
@@ -56,19 +61,23 @@ impl AuditWriter {
     /// Starts the workers; the returned set ends once every handle is dropped and the
     /// queue is drained.
     pub fn spawn(pool: DbPool, config: WriterConfig) -> (Self, JoinSet<()>) {
-        let (sender, receiver) = mpsc::channel::<Pending>(config.max_batch * 8);
-        let receiver = Arc::new(Mutex::new(receiver));
         let mut workers = JoinSet::new();
+        let mut senders = Vec::new();
         for _ in 0..config.workers.max(1) {
-            workers.spawn(worker(pool.clone(), Arc::clone(&receiver), config));
+            let (sender, receiver) = mpsc::channel::<Pending>(config.max_batch * 8);
+            senders.push(sender);
+            workers.spawn(worker(pool.clone(), receiver, config));
         }
-        (Self { sender }, workers)
+        (Self { senders }, workers)
     }
 
     /// Appends `entry` and returns it as stored, once committed.
     pub async fn append(&self, entry: AuditEntry) -> Result<AuditRow, ApiError> {
+        let mut hasher = DefaultHasher::new();
+        entry.tenant_id.hash(&mut hasher);
+        let queue = &self.senders[(hasher.finish() % self.senders.len() as u64) as usize];
         let (reply, answer) = oneshot::channel();
-        self.sender
+        queue
             .send(Pending { entry, reply })
             .await
             .map_err(|_| ApiError::unavailable("SHUTTING_DOWN", "the service is shutting down"))?;
@@ -78,16 +87,10 @@ impl AuditWriter {
     }
 }
 
-async fn worker(pool: DbPool, receiver: Arc<Mutex<mpsc::Receiver<Pending>>>, config: WriterConfig) {
+async fn worker(pool: DbPool, mut receiver: mpsc::Receiver<Pending>, config: WriterConfig) {
     let mut batch = Vec::with_capacity(config.max_batch);
-    loop {
-        {
-            let mut receiver = receiver.lock().await;
-            // Wait for one, then take whatever else is already queued.
-            if receiver.recv_many(&mut batch, config.max_batch).await == 0 {
-                return;
-            }
-        }
+    // Wait for one, then take whatever else is already queued.
+    while receiver.recv_many(&mut batch, config.max_batch).await > 0 {
         commit(&pool, std::mem::take(&mut batch), config.burst).await;
     }
 }

@@ -184,6 +184,41 @@ impl Worker {
                     let keep = intent.intent == "SET" && *state == "SET";
                     outbox::finish(conn, intent.id, keep, detail).await?;
                     tracing::info!(state, reason = %reason, "intent settled");
+                    // Revoked while the write was in flight: its removal, queued when the
+                    // code was not yet known to be on the lock, may have found nothing.
+                    let code = outbox::code_window(conn, &intent.tenant_id, door.code_id).await?;
+                    if *state == "SET" && code.is_some_and(|c| c.status != "ACTIVE") {
+                        outbox::close_open(
+                            conn,
+                            door.code_id,
+                            door.door_id,
+                            Some("REMOVE"),
+                            "superseded by a later removal",
+                        )
+                        .await?;
+                        outbox::set_door_state(
+                            conn,
+                            door.code_id,
+                            door.door_id,
+                            "REMOVING",
+                            "",
+                            "set after it was revoked",
+                            *passcode,
+                        )
+                        .await?;
+                        outbox::insert_intent(
+                            conn,
+                            &Intent::new(
+                                &intent.tenant_id,
+                                door.code_id,
+                                door.door_id,
+                                "REMOVE",
+                                now,
+                            ),
+                        )
+                        .await?;
+                        self.state.provisioning_wake.notify_one();
+                    }
                 }
                 Settle::Retry {
                     after,
