@@ -282,8 +282,18 @@ pub async fn append(
 /// of parameters for each batch.
 async fn insert_records(conn: &mut AsyncPgConnection, records: &[Record]) -> QueryResult<()> {
     use diesel::sql_types::{Array, Bool, Bytea, Int8, Text, Timestamptz};
-    if records.is_empty() {
-        return Ok(());
+    match records {
+        [] => return Ok(()),
+        // A lone row (an idle service, an administrative change) as a plain insert:
+        // cheaper to plan than the array form.
+        [record] => {
+            diesel::insert_into(audit_log::table)
+                .values(record)
+                .execute(conn)
+                .await?;
+            return Ok(());
+        }
+        _ => {}
     }
     fn column<T>(records: &[Record], field: impl Fn(&Record) -> T) -> Vec<T> {
         records.iter().map(field).collect()
