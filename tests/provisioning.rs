@@ -26,27 +26,32 @@ async fn a_stay_code_is_on_the_lock_before_check_in_and_gone_after_check_out() {
         .with_timezone(&chrono_tz::Europe::Madrid)
         .date_naive();
     let (arrival, departure) = (today + chrono::Days::new(10), today + chrono::Days::new(13));
-    let stay = w
-        .codes(0)
-        .await
-        .issue_stay_codes(authorized(
-            pb::IssueStayCodesRequest {
-                booking_reference: "BK-1042".into(),
-                property_id: w.property.id.clone(),
-                guest: Some(pb::Guest {
-                    name: "Ana Ruiz".into(),
-                    contact: "ana@example.test".into(),
-                }),
-                arrival_date: Some(date(arrival)),
-                departure_date: Some(date(departure)),
-                code: String::new(),
-                request_id: "stay-1".into(),
-            },
-            &w.admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let book = |departure: chrono::NaiveDate, request_id: &'static str| {
+        let w = &w;
+        async move {
+            w.codes(0)
+                .await
+                .issue_stay_codes(authorized(
+                    pb::IssueStayCodesRequest {
+                        booking_reference: "BK-1042".into(),
+                        property_id: w.property.id.clone(),
+                        guest: Some(pb::Guest {
+                            name: "Ana Ruiz".into(),
+                            contact: "ana@example.test".into(),
+                        }),
+                        arrival_date: Some(date(arrival)),
+                        departure_date: Some(date(departure)),
+                        code: String::new(),
+                        request_id: request_id.into(),
+                    },
+                    &w.admin,
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let stay = book(departure, "stay-1").await;
     let code = stay.code.clone();
     let guest = stay.guest_code.unwrap();
     let (check_in, check_out) = (madrid(arrival, 15, 0), madrid(departure, 11, 0));
@@ -106,27 +111,7 @@ async fn a_stay_code_is_on_the_lock_before_check_in_and_gone_after_check_out() {
     // The guest stays a night longer: the same booking moves the window on the lock.
     let later = departure + chrono::Days::new(1);
     let check_out = madrid(later, 11, 0);
-    let moved = w
-        .codes(0)
-        .await
-        .issue_stay_codes(authorized(
-            pb::IssueStayCodesRequest {
-                booking_reference: "BK-1042".into(),
-                property_id: w.property.id.clone(),
-                guest: Some(pb::Guest {
-                    name: "Ana Ruiz".into(),
-                    contact: "ana@example.test".into(),
-                }),
-                arrival_date: Some(date(arrival)),
-                departure_date: Some(date(later)),
-                code: String::new(),
-                request_id: "stay-2".into(),
-            },
-            &w.admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let moved = book(later, "stay-2").await;
     assert!(
         moved.existing && moved.code.is_empty(),
         "same booking, no new code"
