@@ -65,18 +65,7 @@ async fn env() -> Env {
     sim.set_callback_url(Some(gateway.callback_url()));
     let service = token(TENANT, "access-service", &["SERVICE"]);
     let account = LockGatewayClient::new(gateway.channel().await)
-        .register_account(authorized(
-            gw::RegisterAccountRequest {
-                name: "Front desk".into(),
-                base_url: sim.base_url(),
-                client_id: "sim-client-0001".into(),
-                client_secret: "sim-secret-0001".into(),
-                username: "sim_frontdesk".into(),
-                password: "correct horse".into(),
-                request_id: String::new(),
-            },
-            &service,
-        ))
+        .register_account(authorized(sim.register_request(), &service))
         .await
         .unwrap()
         .into_inner()

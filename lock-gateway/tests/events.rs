@@ -95,18 +95,7 @@ async fn env() -> Env {
     let account = gateway
         .client()
         .await
-        .register_account(authorized(
-            pb::RegisterAccountRequest {
-                name: "Front desk".into(),
-                base_url: sim.base_url(),
-                client_id: "sim-client-0001".into(),
-                client_secret: "sim-secret-0001".into(),
-                username: "sim_frontdesk".into(),
-                password: "correct horse".into(),
-                request_id: String::new(),
-            },
-            &service,
-        ))
+        .register_account(authorized(sim.register_request(), &service))
         .await
         .unwrap()
         .into_inner()

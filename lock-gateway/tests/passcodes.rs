@@ -78,18 +78,7 @@ impl Harness {
     async fn register(&self, service: &str) -> String {
         self.client
             .clone()
-            .register_account(authorized(
-                pb::RegisterAccountRequest {
-                    name: "Front desk".into(),
-                    base_url: self.sim.base_url(),
-                    client_id: "sim-client-0001".into(),
-                    client_secret: "sim-secret-0001".into(),
-                    username: "sim_frontdesk".into(),
-                    password: "correct horse".into(),
-                    request_id: String::new(),
-                },
-                service,
-            ))
+            .register_account(authorized(self.sim.register_request(), service))
             .await
             .unwrap()
             .into_inner()

@@ -10,7 +10,6 @@ use latchkey::clock::ManualClock;
 use latchkey::pb::access::v1 as pb;
 use latchkey::pb::access::v1::access_code_service_client::AccessCodeServiceClient;
 use latchkey::pb::access::v1::directory_service_client::DirectoryServiceClient;
-use latchkey::pb::gateway::v1::RegisterAccountRequest;
 use latchkey::pb::gateway::v1::lock_gateway_client::LockGatewayClient;
 use latchkey::testkit::{RunningServer, TEST_JWT_SECRET, TestDb, authorized, token};
 use lock_gateway::sim::{SimConfig, SimHandle, Simulator};
@@ -80,18 +79,7 @@ impl World {
         let service = token("acme", "access-service", &["SERVICE"]);
         let service_token = service.clone();
         let account = LockGatewayClient::new(gateway.channel().await)
-            .register_account(authorized(
-                RegisterAccountRequest {
-                    name: "Front desk".into(),
-                    base_url: sim.base_url(),
-                    client_id: "sim-client-0001".into(),
-                    client_secret: "sim-secret-0001".into(),
-                    username: "sim_frontdesk".into(),
-                    password: "correct horse".into(),
-                    request_id: String::new(),
-                },
-                &service,
-            ))
+            .register_account(authorized(sim.register_request(), &service))
             .await
             .unwrap()
             .into_inner()

@@ -137,6 +137,21 @@ impl SimHandle {
         self.shared.lock().accounts().to_vec()
     }
 
+    /// The `RegisterAccount` request for the first seeded account, as an operator would
+    /// send it to lock-gateway to connect this simulated cloud.
+    pub fn register_request(&self) -> latchkey::pb::gateway::v1::RegisterAccountRequest {
+        let account = self.accounts().into_iter().next().unwrap_or_default();
+        latchkey::pb::gateway::v1::RegisterAccountRequest {
+            name: "Front desk".into(),
+            base_url: self.base_url(),
+            client_id: account.client_id,
+            client_secret: account.client_secret,
+            username: account.username,
+            password: account.password,
+            request_id: String::new(),
+        }
+    }
+
     pub fn faults(&self) -> Faults {
         self.shared.lock().faults.clone()
     }
