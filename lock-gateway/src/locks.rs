@@ -22,7 +22,7 @@ use crate::events::effects::{apply_online, apply_record, battery_fell};
 use crate::events::{Event, Kind, MaskedRecord, Source};
 use crate::state::AppState;
 use crate::ttlock::TtlockClient;
-use crate::ttlock::types::{LockDetail, LockSummary, has_feature};
+use crate::ttlock::types::{LockDetail, LockSummary};
 use diesel_async::AsyncConnection;
 
 /// Records are re-read this far behind the newest one seen: lock clocks count whole
@@ -146,11 +146,8 @@ fn row_of(
         .unwrap_or_default();
     gateway_ids.sort_unstable();
     let has_gateway = summary.has_gateway == Some(true) || !gateway_ids.is_empty();
-    let wifi = summary
-        .feature_value
-        .as_deref()
-        .is_some_and(|f| has_feature(f, crate::ttlock::types::feature::WIFI));
-    let remote_capable = has_gateway || wifi || summary.is_remote_capable();
+    // TTLock's own flag and WiFi bit, or a gateway of the account that reaches it.
+    let remote_capable = has_gateway || summary.is_remote_capable();
     // A gateway the account does not own may reach the lock: then TTLock's flag is all
     // there is to go by.
     let online = if gateway_ids.is_empty() {

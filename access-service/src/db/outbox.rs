@@ -452,24 +452,6 @@ pub async fn code_windows(
         .await
 }
 
-/// A door's lock binding: `None` for an unknown door, `Some(None)` for a door without a
-/// lock.
-pub async fn door_lock(
-    conn: &mut AsyncPgConnection,
-    tenant_id: &str,
-    door_id: Uuid,
-) -> QueryResult<Option<Option<(Uuid, i64)>>> {
-    use super::schema::doors;
-    let found: Option<(Option<Uuid>, Option<i64>)> = doors::table
-        .filter(doors::tenant_id.eq(tenant_id))
-        .filter(doors::id.eq(door_id))
-        .select((doors::lock_account_id, doors::lock_id))
-        .first(conn)
-        .await
-        .optional()?;
-    Ok(found.map(|(account, lock)| account.zip(lock)))
-}
-
 /// Every door bound to a lock, across tenants, for periodic reconciliation.
 pub async fn doors_with_locks(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(String, Uuid)>> {
     use super::schema::doors;

@@ -48,7 +48,9 @@ pub async fn reconcile_door(
 ) -> Result<pb::ReconcileLockResponse> {
     let binding = {
         let mut conn = state.pool.get().await?;
-        outbox::door_lock(&mut conn, tenant, door).await?
+        crate::db::doors::get(&mut conn, tenant, door)
+            .await?
+            .map(|view| view.door.lock_account_id.zip(view.door.lock_id))
     };
     let (account, lock) = match binding {
         None => return Err(ApiError::not_found("door", door.to_string()).into()),
