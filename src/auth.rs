@@ -1,8 +1,9 @@
 //! Bearer JWT authentication and the per-method role policy, applied to every RPC by
 //! one tower layer. Health and reflection are the only public methods.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
@@ -158,7 +159,14 @@ impl AuthError {
 pub struct JwtVerifier {
     key: Arc<DecodingKey>,
     validation: Arc<Validation>,
+    /// Tokens already verified, with their expiry: a client presents the same token on
+    /// every call, and checking its signature and claims again each time is most of
+    /// what authentication costs. A hit is honoured only before the token's `exp`.
+    verified: Arc<Mutex<HashMap<String, (Caller, i64)>>>,
 }
+
+/// Most tokens remembered as verified; past this the memory starts over.
+const VERIFIED_TOKENS: usize = 10_000;
 
 impl std::fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -203,11 +211,36 @@ impl JwtVerifier {
         Ok(Self {
             key: Arc::new(key),
             validation: Arc::new(validation),
+            verified: Arc::default(),
         })
     }
 
     /// Verifies a raw token and returns the caller it names.
     pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        let now = chrono::Utc::now().timestamp();
+        if let Some((caller, exp)) = self.lock_verified().get(token)
+            && now < *exp
+        {
+            return Ok(caller.clone());
+        }
+        let (caller, exp) = self.verify_uncached(token)?;
+        let mut verified = self.lock_verified();
+        if verified.len() >= VERIFIED_TOKENS {
+            verified.clear();
+        }
+        verified.insert(token.to_owned(), (caller.clone(), exp));
+        Ok(caller)
+    }
+
+    fn lock_verified(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Caller, i64)>> {
+        // The map holds only verified results; a panic elsewhere cannot leave it wrong.
+        self.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Checks the signature and claims; returns the caller and the token's expiry.
+    fn verify_uncached(&self, token: &str) -> Result<(Caller, i64), AuthError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
             |error| match error.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
@@ -222,11 +255,12 @@ impl JwtVerifier {
         if claims.sub.is_empty() || claims.tenant_id.is_empty() {
             return Err(AuthError::MissingClaim);
         }
-        Ok(Caller {
+        let caller = Caller {
             user_id: claims.sub,
             tenant_id: claims.tenant_id,
             roles: claims.roles,
-        })
+        };
+        Ok((caller, claims.exp))
     }
 
     /// Reads the `authorization: Bearer <token>` header and verifies it.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
-use diesel::upsert::excluded;
+use diesel::sql_types::{Array, Bool, Bytea, Int8, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::chain::{GENESIS, hash_row};
@@ -31,7 +31,7 @@ impl Default for BurstRule {
 }
 
 /// `audit_log` as stored.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = audit_log)]
 pub struct Record {
     pub tenant_id: String,
@@ -64,39 +64,6 @@ pub struct Record {
 }
 
 impl Record {
-    fn from_row(row: &AuditRow) -> Self {
-        let e = &row.entry;
-        Self {
-            tenant_id: e.tenant_id.clone(),
-            sequence: row.sequence,
-            time: e.time,
-            actor: e.actor.clone(),
-            action: e.action.as_str().to_owned(),
-            door_id: e.door_id.clone(),
-            door_name: e.door_name.clone(),
-            door_type: e.door_type.clone(),
-            door_location: e.door_location.clone(),
-            user_id: e.user_id.clone(),
-            user_name: e.user_name.clone(),
-            user_email: e.user_email.clone(),
-            user_role: e.user_role.clone(),
-            method: e.method.clone(),
-            success: e.success,
-            reason_code: e.reason_code.clone(),
-            reason: e.reason.clone(),
-            rule_id: e.rule_id.clone(),
-            rule_version: e.rule_version,
-            client_ip: e.client_ip.clone(),
-            request_id: e.request_id.clone(),
-            target_type: e.target_type.clone(),
-            target_id: e.target_id.clone(),
-            metadata: e.metadata.clone(),
-            flagged: row.flagged,
-            prev_hash: row.prev_hash.clone(),
-            hash: row.hash.clone(),
-        }
-    }
-
     /// The row as the chain sees it. An action name this build does not know makes the
     /// row unverifiable, which verification reports.
     pub fn into_row(self) -> AuditRow {
@@ -199,7 +166,48 @@ async fn recent_failures(
     Ok((by_user, by_ip))
 }
 
-fn is_attempt_failure(entry: &AuditEntry) -> bool {
+/// Where a tenant's chain ends: the last row's sequence and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub sequence: i64,
+    pub hash: Vec<u8>,
+}
+
+impl Head {
+    /// The head after `rows`, which follow this one.
+    pub fn after(rows: &[AuditRow]) -> Option<Self> {
+        rows.last().map(|row| Self {
+            sequence: row.sequence,
+            hash: row.hash.clone(),
+        })
+    }
+}
+
+/// Places `entries` after `head`, in order. `flags[i]` says whether entry `i` completed a
+/// burst of failures (it is part of what the hash covers).
+pub fn chain(head: &Head, entries: Vec<AuditEntry>, flags: &[bool]) -> Vec<AuditRow> {
+    let mut sequence = head.sequence;
+    let mut prev = head.hash.clone();
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            sequence += 1;
+            let flagged = flags.get(index).copied().unwrap_or(false);
+            let hash = hash_row(&entry, sequence, flagged, &prev);
+            AuditRow {
+                entry,
+                sequence,
+                flagged,
+                prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                hash,
+            }
+        })
+        .collect()
+}
+
+/// Whether `entry` is a failed attempt, the kind bursts are made of.
+pub fn is_attempt_failure(entry: &AuditEntry) -> bool {
     !entry.success
         && matches!(
             entry.action,
@@ -222,122 +230,137 @@ pub async fn append(
             .or_default()
             .push(index);
     }
+    let mut entries: Vec<Option<AuditEntry>> = entries.into_iter().map(Some).collect();
     let mut rows: Vec<Option<AuditRow>> = vec![None; entries.len()];
-    let mut records = Vec::with_capacity(entries.len());
     for (tenant, indexes) in by_tenant {
-        let (mut sequence, mut prev) = lock_head(conn, &tenant).await?;
-        // Failures earlier in this batch count toward later ones' bursts.
-        let mut batch_failures: Vec<(DateTime<Utc>, String, String)> = Vec::new();
-        for index in indexes {
-            let entry = entries[index].clone();
-            let mut flagged = false;
-            if is_attempt_failure(&entry) {
-                let since = entry.time - burst.window;
-                let (mut by_user, mut by_ip) =
-                    recent_failures(conn, &tenant, since, &entry.user_id, &entry.client_ip).await?;
-                for (time, user, ip) in &batch_failures {
-                    if *time > since {
-                        by_user += i64::from(!entry.user_id.is_empty() && *user == entry.user_id);
-                        by_ip += i64::from(!entry.client_ip.is_empty() && *ip == entry.client_ip);
-                    }
-                }
-                // This attempt itself completes the count.
-                flagged = (!entry.user_id.is_empty() && by_user + 1 >= burst.threshold)
-                    || (!entry.client_ip.is_empty() && by_ip + 1 >= burst.threshold);
-                batch_failures.push((entry.time, entry.user_id.clone(), entry.client_ip.clone()));
-            }
-            sequence += 1;
-            let hash = hash_row(&entry, sequence, flagged, &prev);
-            let row = AuditRow {
-                entry,
-                sequence,
-                flagged,
-                prev_hash: std::mem::replace(&mut prev, hash.clone()),
-                hash,
-            };
-            records.push(Record::from_row(&row));
+        let (sequence, hash) = lock_head(conn, &tenant).await?;
+        let run: Vec<AuditEntry> = indexes
+            .iter()
+            .filter_map(|&index| entries[index].take())
+            .collect();
+        let flags = burst_flags(conn, &tenant, &run, burst).await?;
+        let chained = chain(&Head { sequence, hash }, run, &flags);
+        if !append_run(conn, &chained).await? {
+            // The head is locked by this transaction; it cannot have moved.
+            return Err(diesel::result::Error::RollbackTransaction);
+        }
+        for (index, row) in indexes.into_iter().zip(chained) {
             rows[index] = Some(row);
         }
-        diesel::insert_into(audit_heads::table)
-            .values((
-                audit_heads::tenant_id.eq(&tenant),
-                audit_heads::sequence.eq(sequence),
-                audit_heads::hash.eq(&prev),
-            ))
-            .on_conflict(audit_heads::tenant_id)
-            .do_update()
-            .set((
-                audit_heads::sequence.eq(excluded(audit_heads::sequence)),
-                audit_heads::hash.eq(excluded(audit_heads::hash)),
-            ))
-            .execute(conn)
-            .await?;
     }
-    insert_records(conn, &records).await?;
     Ok(rows.into_iter().flatten().collect())
 }
 
-/// Inserts a batch as one statement of column arrays: the same text for every batch
-/// size, so it is prepared once per connection instead of parsed anew with thousands
-/// of parameters for each batch.
-async fn insert_records(conn: &mut AsyncPgConnection, records: &[Record]) -> QueryResult<()> {
-    use diesel::sql_types::{Array, Bool, Bytea, Int8, Text, Timestamptz};
-    match records {
-        [] => return Ok(()),
-        // A lone row (an idle service, an administrative change) as a plain insert:
-        // cheaper to plan than the array form.
-        [record] => {
-            diesel::insert_into(audit_log::table)
-                .values(record)
-                .execute(conn)
-                .await?;
-            return Ok(());
+/// For each of one tenant's entries, whether it completes a burst: committed failures
+/// within the window, and those earlier in `run`, count toward it.
+async fn burst_flags(
+    conn: &mut AsyncPgConnection,
+    tenant: &str,
+    run: &[AuditEntry],
+    burst: BurstRule,
+) -> QueryResult<Vec<bool>> {
+    let mut flags = vec![false; run.len()];
+    let mut earlier: Vec<(DateTime<Utc>, &str, &str)> = Vec::new();
+    for (index, entry) in run.iter().enumerate() {
+        if !is_attempt_failure(entry) {
+            continue;
         }
-        _ => {}
+        let since = entry.time - burst.window;
+        let (mut by_user, mut by_ip) =
+            recent_failures(conn, tenant, since, &entry.user_id, &entry.client_ip).await?;
+        for (time, user, ip) in &earlier {
+            if *time > since {
+                by_user += i64::from(!entry.user_id.is_empty() && *user == entry.user_id);
+                by_ip += i64::from(!entry.client_ip.is_empty() && *ip == entry.client_ip);
+            }
+        }
+        // This attempt itself completes the count.
+        flags[index] = (!entry.user_id.is_empty() && by_user + 1 >= burst.threshold)
+            || (!entry.client_ip.is_empty() && by_ip + 1 >= burst.threshold);
+        earlier.push((entry.time, &entry.user_id, &entry.client_ip));
     }
-    fn column<T>(records: &[Record], field: impl Fn(&Record) -> T) -> Vec<T> {
-        records.iter().map(field).collect()
+    Ok(flags)
+}
+
+diesel::define_sql_function! {
+    /// Migration `2026-12-01-000005_audit_append`: inserts one tenant's linked run of
+    /// rows and moves its head, if the head is still the row the first one links to.
+    #[allow(clippy::too_many_arguments)]
+    fn append_audit_rows(
+        tenant_id: Array<Text>,
+        sequence: Array<Int8>,
+        time: Array<Timestamptz>,
+        actor: Array<Text>,
+        action: Array<Text>,
+        door_id: Array<Text>,
+        door_name: Array<Text>,
+        door_type: Array<Text>,
+        door_location: Array<Text>,
+        user_id: Array<Text>,
+        user_name: Array<Text>,
+        user_email: Array<Text>,
+        user_role: Array<Text>,
+        method: Array<Text>,
+        success: Array<Bool>,
+        reason_code: Array<Text>,
+        reason: Array<Text>,
+        rule_id: Array<Text>,
+        rule_version: Array<Int8>,
+        client_ip: Array<Text>,
+        request_id: Array<Text>,
+        target_type: Array<Text>,
+        target_id: Array<Text>,
+        metadata: Array<Text>,
+        flagged: Array<Bool>,
+        prev_hash: Array<Bytea>,
+        hash: Array<Bytea>,
+    ) -> Bool;
+}
+
+/// Appends one tenant's run of rows, chained by [`chain`], in one statement: the rows
+/// go in and the head moves to the last of them only if the head is still the row the
+/// first one links to. Returns false, having written nothing, if it is not. On its own
+/// connection, outside a transaction, the statement is its own transaction.
+///
+/// The statement's text is the same for every run, so it is prepared once per
+/// connection.
+pub async fn append_run(conn: &mut AsyncPgConnection, rows: &[AuditRow]) -> QueryResult<bool> {
+    if rows.is_empty() {
+        return Ok(true);
     }
-    let text = |field: fn(&Record) -> &String| column(records, |r| field(r).clone());
-    diesel::sql_query(
-        "INSERT INTO audit_log (tenant_id, sequence, time, actor, action, door_id, door_name, \
-         door_type, door_location, user_id, user_name, user_email, user_role, method, success, \
-         reason_code, reason, rule_id, rule_version, client_ip, request_id, target_type, \
-         target_id, metadata, flagged, prev_hash, hash) \
-         SELECT * FROM unnest($1::text[], $2::int8[], $3::timestamptz[], $4::text[], \
-         $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
-         $12::text[], $13::text[], $14::text[], $15::bool[], $16::text[], $17::text[], \
-         $18::text[], $19::int8[], $20::text[], $21::text[], $22::text[], $23::text[], \
-         $24::text[], $25::bool[], $26::bytea[], $27::bytea[])",
-    )
-    .bind::<Array<Text>, _>(text(|r| &r.tenant_id))
-    .bind::<Array<Int8>, _>(column(records, |r| r.sequence))
-    .bind::<Array<Timestamptz>, _>(column(records, |r| r.time))
-    .bind::<Array<Text>, _>(text(|r| &r.actor))
-    .bind::<Array<Text>, _>(text(|r| &r.action))
-    .bind::<Array<Text>, _>(text(|r| &r.door_id))
-    .bind::<Array<Text>, _>(text(|r| &r.door_name))
-    .bind::<Array<Text>, _>(text(|r| &r.door_type))
-    .bind::<Array<Text>, _>(text(|r| &r.door_location))
-    .bind::<Array<Text>, _>(text(|r| &r.user_id))
-    .bind::<Array<Text>, _>(text(|r| &r.user_name))
-    .bind::<Array<Text>, _>(text(|r| &r.user_email))
-    .bind::<Array<Text>, _>(text(|r| &r.user_role))
-    .bind::<Array<Text>, _>(text(|r| &r.method))
-    .bind::<Array<Bool>, _>(column(records, |r| r.success))
-    .bind::<Array<Text>, _>(text(|r| &r.reason_code))
-    .bind::<Array<Text>, _>(text(|r| &r.reason))
-    .bind::<Array<Text>, _>(text(|r| &r.rule_id))
-    .bind::<Array<Int8>, _>(column(records, |r| r.rule_version))
-    .bind::<Array<Text>, _>(text(|r| &r.client_ip))
-    .bind::<Array<Text>, _>(text(|r| &r.request_id))
-    .bind::<Array<Text>, _>(text(|r| &r.target_type))
-    .bind::<Array<Text>, _>(text(|r| &r.target_id))
-    .bind::<Array<Text>, _>(text(|r| &r.metadata))
-    .bind::<Array<Bool>, _>(column(records, |r| r.flagged))
-    .bind::<Array<Bytea>, _>(column(records, |r| r.prev_hash.clone()))
-    .bind::<Array<Bytea>, _>(column(records, |r| r.hash.clone()))
-    .execute(conn)
-    .await?;
-    Ok(())
+    fn column<'a, T>(rows: &'a [AuditRow], field: impl Fn(&'a AuditRow) -> T) -> Vec<T> {
+        rows.iter().map(field).collect()
+    }
+    let text = |field: fn(&AuditEntry) -> &str| column(rows, move |r| field(&r.entry));
+    diesel::select(append_audit_rows(
+        text(|e| &e.tenant_id),
+        column(rows, |r| r.sequence),
+        column(rows, |r| r.entry.time),
+        text(|e| &e.actor),
+        text(|e| e.action.as_str()),
+        text(|e| &e.door_id),
+        text(|e| &e.door_name),
+        text(|e| &e.door_type),
+        text(|e| &e.door_location),
+        text(|e| &e.user_id),
+        text(|e| &e.user_name),
+        text(|e| &e.user_email),
+        text(|e| &e.user_role),
+        text(|e| &e.method),
+        column(rows, |r| r.entry.success),
+        text(|e| &e.reason_code),
+        text(|e| &e.reason),
+        text(|e| &e.rule_id),
+        column(rows, |r| r.entry.rule_version),
+        text(|e| &e.client_ip),
+        text(|e| &e.request_id),
+        text(|e| &e.target_type),
+        text(|e| &e.target_id),
+        text(|e| &e.metadata),
+        column(rows, |r| r.flagged),
+        column(rows, |r| r.prev_hash.as_slice()),
+        column(rows, |r| r.hash.as_slice()),
+    ))
+    .get_result(conn)
+    .await
 }

@@ -283,12 +283,12 @@ pub struct RuleRef {
     pub version: i64,
 }
 
-/// One check as it ran.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One check as it ran. Serialised (fields in this order) into the audit row's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Step {
     pub check: &'static str,
-    pub passed: bool,
     pub detail: String,
+    pub passed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,4 @@
+DROP FUNCTION IF EXISTS append_audit_rows(TEXT[], BIGINT[], TIMESTAMPTZ[], TEXT[], TEXT[],
+    TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], BOOLEAN[], TEXT[],
+    TEXT[], TEXT[], BIGINT[], TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], BOOLEAN[], BYTEA[],
+    BYTEA[]);
