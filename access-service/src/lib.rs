@@ -78,7 +78,19 @@ pub async fn run(
         (!config.db_role.is_empty()).then_some(config.db_role.as_str()),
     )?;
     let verifier = JwtVerifier::from_config(&config.jwt)?;
-    let (audit, audit_workers) = AuditWriter::spawn(pool.clone(), config.audit_writer());
+    // The audit writer drives its own connections on its own thread; it needs one per
+    // tenant it is committing for at once.
+    let writer_db = latchkey::db::DbConfig {
+        db_pool_size: (config.db.db_pool_size / 2).max(2),
+        ..config.db.clone()
+    };
+    let writer_pool = latchkey::db::build_pool(
+        &writer_db,
+        db::SCHEMA,
+        APPLICATION,
+        (!config.db_role.is_empty()).then_some(config.db_role.as_str()),
+    )?;
+    let (audit, audit_workers) = AuditWriter::spawn(writer_pool, config.audit_writer());
     let retention = (config.audit_retention_days > 0).then(|| {
         tokio::spawn(audit::ops::retention_job(
             pool.clone(),

@@ -72,16 +72,50 @@ impl std::fmt::Debug for Pending {
 }
 
 impl AuditWriter {
-    /// Starts the workers; the returned set ends once every handle is dropped and the
-    /// queue is drained.
+    /// Starts the workers on a thread of their own; the returned set ends once every
+    /// handle is dropped and the queue is drained.
+    ///
+    /// Each run's commit is on the path of every decision in it, so the workers do not
+    /// wait their turn behind request handling on the shared runtime. `pool` must be
+    /// theirs alone: a connection is driven by the runtime that opened it.
     pub fn spawn(pool: DbPool, config: WriterConfig) -> (Self, JoinSet<()>) {
-        let mut workers = JoinSet::new();
         let mut senders = Vec::new();
+        let mut receivers = Vec::new();
         for _ in 0..config.workers.max(1) {
             let (sender, receiver) = mpsc::channel::<Pending>(config.max_batch * 8);
             senders.push(sender);
-            workers.spawn(Worker::new(pool.clone(), config).run(receiver));
+            receivers.push(receiver);
         }
+        let (finished, finished_seen) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("audit-writer".to_owned())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(async move {
+                        let mut workers = JoinSet::new();
+                        for receiver in receivers {
+                            workers.spawn(Worker::new(pool.clone(), config).run(receiver));
+                        }
+                        workers.join_all().await;
+                    }),
+                    Err(error) => {
+                        tracing::error!(%error, "the audit writer's runtime did not start");
+                    }
+                }
+                let _ = finished.send(());
+            });
+        if let Err(error) = thread {
+            // The queues' receivers are gone with the closure: appends fail, nothing
+            // is answered unrecorded.
+            tracing::error!(%error, "the audit writer's thread did not start");
+        }
+        let mut workers = JoinSet::new();
+        workers.spawn(async move {
+            let _ = finished_seen.await;
+        });
         (Self { senders }, workers)
     }
 
