@@ -528,6 +528,42 @@ mod tests {
     }
 
     #[test]
+    fn a_remembered_token_is_honoured_only_until_it_expires() {
+        let verifier = JwtVerifier::from_config(&config(None)).unwrap();
+        let token = signer("unit-test-secret")
+            .sign("u1", "t1", &["ADMIN"], Duration::from_secs(60))
+            .unwrap();
+        let first = verifier.verify(&token).unwrap();
+        assert_eq!(verifier.verify(&token).unwrap(), first);
+        assert!(verifier.lock_verified().contains_key(&token));
+        // A token remembered while it was valid, now past its expiry and the leeway:
+        // the memory does not answer for it, and the full check refuses it.
+        let claims = Claims {
+            sub: "u1".to_owned(),
+            tenant_id: "t1".to_owned(),
+            roles: vec![],
+            exp: chrono::Utc::now().timestamp() - 120,
+            iat: None,
+            iss: None,
+            aud: None,
+        };
+        let expired = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(b"unit-test-secret"),
+        )
+        .unwrap();
+        verifier
+            .lock_verified()
+            .insert(expired.clone(), (first.clone(), claims.exp));
+        assert_eq!(verifier.verify(&expired), Err(AuthError::Expired));
+        // A token that differs from a remembered one in any byte is checked in full.
+        let mut altered = token.clone();
+        altered.push('x');
+        assert!(verifier.verify(&altered).is_err());
+    }
+
+    #[test]
     fn bearer_header_shape_is_checked() {
         let verifier = JwtVerifier::from_config(&config(None)).unwrap();
         let mut headers = http::HeaderMap::new();
