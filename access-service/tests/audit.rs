@@ -590,3 +590,39 @@ async fn two_writers_and_administrative_changes_share_one_chain() {
     first_workers.join_all().await;
     second_workers.join_all().await;
 }
+
+#[tokio::test]
+async fn bursts_count_committed_failures_in_the_window_and_earlier_ones_in_the_batch() {
+    let db = common::database().await;
+    let now = chrono::Utc::now();
+    let failure = |user: &str, ip: &str, minutes_ago: i64| {
+        let mut entry = common::attempt("t1", user, ip, "front", false);
+        entry.time = access_service::audit::chain::truncate_to_micros(
+            now - chrono::Duration::minutes(minutes_ago),
+        );
+        entry
+    };
+    // Committed before: three of eve's failures long ago, three within the window.
+    let mut before: Vec<AuditEntry> = (0..3).map(|i| failure("eve", "", 30 + i)).collect();
+    before.extend((0..3).map(|i| failure("eve", "", 3 - i)));
+    // Twenty from one address within the window: far more than the threshold.
+    before.extend((0..20).map(|i| failure(&format!("guess-{i}"), "203.0.113.9", 2)));
+    append_all(&db, before).await;
+
+    // One batch: eve's fourth in the window is not a burst, her fifth is; the address is
+    // past the threshold already; an unseen user and address are not.
+    let batch = vec![
+        failure("eve", "", 0),
+        failure("bob", "198.51.100.1", 0),
+        failure("eve", "", 0),
+        failure("carol", "203.0.113.9", 0),
+    ];
+    let pool = common::pool(&db);
+    let mut conn = pool.get().await.unwrap();
+    let rows = conn
+        .transaction(async |conn| store::append(conn, batch, BurstRule::default()).await)
+        .await
+        .unwrap();
+    let flags: Vec<bool> = rows.iter().map(|r| r.flagged).collect();
+    assert_eq!(flags, [false, false, true, true]);
+}

@@ -127,43 +127,50 @@ async fn lock_head(conn: &mut AsyncPgConnection, tenant: &str) -> QueryResult<(i
         .await
 }
 
-/// Failures within the burst window before `now`, of a user and of an IP address.
+/// A committed failure of one of the users or addresses a run asks about.
+#[derive(Debug, QueryableByName)]
+struct RecentFailure {
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = Text)]
+    key: String,
+    #[diesel(sql_type = Timestamptz)]
+    time: DateTime<Utc>,
+}
+
+/// The latest committed failures after `since` of each of `users` and of each of `ips`,
+/// at most `limit` of each: whether a burst completes needs no more than that, so the
+/// work per run stays bounded however long an attack has run.
 async fn recent_failures(
     conn: &mut AsyncPgConnection,
     tenant: &str,
     since: DateTime<Utc>,
-    user_id: &str,
-    client_ip: &str,
-) -> QueryResult<(i64, i64)> {
-    let base = || {
-        audit_log::table
-            .filter(audit_log::tenant_id.eq(tenant))
-            .filter(audit_log::success.eq(false))
-            .filter(audit_log::time.gt(since))
-            .filter(audit_log::action.eq_any([
-                AuditAction::AccessDenied.as_str(),
-                AuditAction::UnlockFailed.as_str(),
-            ]))
-    };
-    let by_user = if user_id.is_empty() {
-        0
-    } else {
-        base()
-            .filter(audit_log::user_id.eq(user_id))
-            .count()
-            .get_result(conn)
-            .await?
-    };
-    let by_ip = if client_ip.is_empty() {
-        0
-    } else {
-        base()
-            .filter(audit_log::client_ip.eq(client_ip))
-            .count()
-            .get_result(conn)
-            .await?
-    };
-    Ok((by_user, by_ip))
+    users: Vec<&str>,
+    ips: Vec<&str>,
+    limit: i64,
+) -> QueryResult<Vec<RecentFailure>> {
+    diesel::sql_query(
+        "SELECT 'user' AS kind, k.key, f.time FROM unnest($2::text[]) AS k(key) \
+         CROSS JOIN LATERAL (SELECT l.time FROM audit_log l WHERE l.tenant_id = $1 \
+           AND NOT l.success AND l.user_id = k.key AND l.time > $4 AND l.action = ANY($6) \
+           ORDER BY l.time DESC LIMIT $5) f \
+         UNION ALL \
+         SELECT 'ip', k.key, f.time FROM unnest($3::text[]) AS k(key) \
+         CROSS JOIN LATERAL (SELECT l.time FROM audit_log l WHERE l.tenant_id = $1 \
+           AND NOT l.success AND l.client_ip = k.key AND l.time > $4 AND l.action = ANY($6) \
+           ORDER BY l.time DESC LIMIT $5) f",
+    )
+    .bind::<Text, _>(tenant)
+    .bind::<Array<Text>, _>(users)
+    .bind::<Array<Text>, _>(ips)
+    .bind::<Timestamptz, _>(since)
+    .bind::<Int8, _>(limit)
+    .bind::<Array<Text>, _>(vec![
+        AuditAction::AccessDenied.as_str(),
+        AuditAction::UnlockFailed.as_str(),
+    ])
+    .load(conn)
+    .await
 }
 
 /// Where a tenant's chain ends: the last row's sequence and hash.
@@ -252,13 +259,53 @@ pub async fn append(
 }
 
 /// For each of one tenant's entries, whether it completes a burst: committed failures
-/// within the window, and those earlier in `run`, count toward it.
+/// within the window, and those earlier in `run`, count toward it. One query per run.
 async fn burst_flags(
     conn: &mut AsyncPgConnection,
     tenant: &str,
     run: &[AuditEntry],
     burst: BurstRule,
 ) -> QueryResult<Vec<bool>> {
+    let failures: Vec<&AuditEntry> = run.iter().filter(|e| is_attempt_failure(e)).collect();
+    let Some(since) = failures.iter().map(|e| e.time - burst.window).min() else {
+        return Ok(vec![false; run.len()]);
+    };
+    let distinct = |key: fn(&AuditEntry) -> &str| {
+        let mut keys: Vec<&str> = failures
+            .iter()
+            .map(|e| key(e))
+            .filter(|k| !k.is_empty())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    };
+    let users = distinct(|e| &e.user_id);
+    let ips = distinct(|e| &e.client_ip);
+    // The entry itself completes the count, so `threshold - 1` earlier failures decide.
+    let needed = (burst.threshold - 1).max(0);
+    let found = if needed > 0 {
+        recent_failures(conn, tenant, since, users, ips, needed).await?
+    } else {
+        Vec::new()
+    };
+    let mut committed: BTreeMap<(bool, &str), Vec<DateTime<Utc>>> = BTreeMap::new();
+    for failure in &found {
+        committed
+            .entry((failure.kind == "user", failure.key.as_str()))
+            .or_default()
+            .push(failure.time);
+    }
+    Ok(flag_run(run, burst, &committed))
+}
+
+/// Flags each failure of `run` that, with the committed failures of its user or address
+/// and those before it in the run, reaches the threshold within the window.
+fn flag_run(
+    run: &[AuditEntry],
+    burst: BurstRule,
+    committed: &BTreeMap<(bool, &str), Vec<DateTime<Utc>>>,
+) -> Vec<bool> {
     let mut flags = vec![false; run.len()];
     let mut earlier: Vec<(DateTime<Utc>, &str, &str)> = Vec::new();
     for (index, entry) in run.iter().enumerate() {
@@ -266,20 +313,29 @@ async fn burst_flags(
             continue;
         }
         let since = entry.time - burst.window;
-        let (mut by_user, mut by_ip) =
-            recent_failures(conn, tenant, since, &entry.user_id, &entry.client_ip).await?;
-        for (time, user, ip) in &earlier {
-            if *time > since {
-                by_user += i64::from(!entry.user_id.is_empty() && *user == entry.user_id);
-                by_ip += i64::from(!entry.client_ip.is_empty() && *ip == entry.client_ip);
+        let count = |by_user: bool, key: &str| -> i64 {
+            if key.is_empty() {
+                return 0;
             }
-        }
+            let stored = committed
+                .get(&(by_user, key))
+                .map_or(0, |times| times.iter().filter(|t| **t > since).count());
+            let in_run = earlier
+                .iter()
+                .filter(|(time, user, ip)| {
+                    *time > since && key == if by_user { *user } else { *ip }
+                })
+                .count();
+            i64::try_from(stored + in_run).unwrap_or(i64::MAX)
+        };
         // This attempt itself completes the count.
-        flags[index] = (!entry.user_id.is_empty() && by_user + 1 >= burst.threshold)
-            || (!entry.client_ip.is_empty() && by_ip + 1 >= burst.threshold);
+        flags[index] = (!entry.user_id.is_empty()
+            && count(true, &entry.user_id) + 1 >= burst.threshold)
+            || (!entry.client_ip.is_empty()
+                && count(false, &entry.client_ip) + 1 >= burst.threshold);
         earlier.push((entry.time, &entry.user_id, &entry.client_ip));
     }
-    Ok(flags)
+    flags
 }
 
 diesel::define_sql_function! {
