@@ -5,7 +5,8 @@
 //!
 //! `--seed-rules N` first creates a property, a door, a member and N rules in the
 //! token's tenant (one granting the member, the rest for other roles), so the cost of a
-//! large tenant can be compared with a small one.
+//! large tenant can be compared with a small one. `--expect-denied` loads the denial
+//! path instead: every answer must be a denial.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -52,6 +53,10 @@ struct Args {
     /// Skip the health Check baseline.
     #[arg(long)]
     no_baseline: bool,
+    /// Count denied decisions as answered and granted ones as errors, to load the
+    /// denial path (e.g. `--seed-rules 0` with a user who has no access).
+    #[arg(long)]
+    expect_denied: bool,
 }
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -256,6 +261,7 @@ async fn main() -> Result<()> {
         .map(AccessServiceClient::new)
         .collect();
     let (check_token, check_door, check_user) = (token.clone(), door.clone(), user.clone());
+    let expect_granted = !args.expect_denied;
     let mut check = drive(args.concurrency, duration, move |worker| {
         let mut client = clients[worker % clients.len()].clone();
         let request = authorized(&check_token, pb::CheckAccessRequest {
@@ -267,7 +273,7 @@ async fn main() -> Result<()> {
             code: String::new(),
         });
         async move {
-            matches!(client.check_access(request).await, Ok(r) if r.get_ref().decision.as_ref().is_some_and(|d| d.granted))
+            matches!(client.check_access(request).await, Ok(r) if r.get_ref().decision.as_ref().is_some_and(|d| d.granted == expect_granted))
         }
     })
     .await;
