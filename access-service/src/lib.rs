@@ -71,12 +71,8 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let pool = latchkey::db::build_pool(
-        &config.db,
-        db::SCHEMA,
-        APPLICATION,
-        (!config.db_role.is_empty()).then_some(config.db_role.as_str()),
-    )?;
+    let role = (!config.db_role.is_empty()).then_some(config.db_role.as_str());
+    let pool = latchkey::db::build_pool(&config.db, db::SCHEMA, APPLICATION, role)?;
     let verifier = JwtVerifier::from_config(&config.jwt)?;
     // The audit writer drives its own connections on its own thread; it needs one per
     // tenant it is committing for at once.
@@ -84,12 +80,7 @@ pub async fn run(
         db_pool_size: (config.db.db_pool_size / 2).max(2),
         ..config.db.clone()
     };
-    let writer_pool = latchkey::db::build_pool(
-        &writer_db,
-        db::SCHEMA,
-        APPLICATION,
-        (!config.db_role.is_empty()).then_some(config.db_role.as_str()),
-    )?;
+    let writer_pool = latchkey::db::build_pool(&writer_db, db::SCHEMA, APPLICATION, role)?;
     let (audit, audit_workers) = AuditWriter::spawn(writer_pool, config.audit_writer());
     let retention = (config.audit_retention_days > 0).then(|| {
         tokio::spawn(audit::ops::retention_job(

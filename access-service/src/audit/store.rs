@@ -109,7 +109,7 @@ impl Record {
 }
 
 /// Locks `tenant`'s chain head, creating it on the tenant's first row.
-async fn lock_head(conn: &mut AsyncPgConnection, tenant: &str) -> QueryResult<(i64, Vec<u8>)> {
+async fn lock_head(conn: &mut AsyncPgConnection, tenant: &str) -> QueryResult<Head> {
     diesel::insert_into(audit_heads::table)
         .values((
             audit_heads::tenant_id.eq(tenant),
@@ -119,12 +119,13 @@ async fn lock_head(conn: &mut AsyncPgConnection, tenant: &str) -> QueryResult<(i
         .on_conflict_do_nothing()
         .execute(conn)
         .await?;
-    audit_heads::table
+    let (sequence, hash) = audit_heads::table
         .find(tenant)
         .select((audit_heads::sequence, audit_heads::hash))
         .for_update()
         .first(conn)
-        .await
+        .await?;
+    Ok(Head { sequence, hash })
 }
 
 /// A committed failure of one of the users or addresses a run asks about.
@@ -240,13 +241,13 @@ pub async fn append(
     let mut entries: Vec<Option<AuditEntry>> = entries.into_iter().map(Some).collect();
     let mut rows: Vec<Option<AuditRow>> = vec![None; entries.len()];
     for (tenant, indexes) in by_tenant {
-        let (sequence, hash) = lock_head(conn, &tenant).await?;
+        let head = lock_head(conn, &tenant).await?;
         let run: Vec<AuditEntry> = indexes
             .iter()
             .filter_map(|&index| entries[index].take())
             .collect();
         let flags = burst_flags(conn, &tenant, &run, burst).await?;
-        let chained = chain(&Head { sequence, hash }, run, &flags);
+        let chained = chain(&head, run, &flags);
         if !append_run(conn, &chained).await? {
             // The head is locked by this transaction; it cannot have moved.
             return Err(diesel::result::Error::RollbackTransaction);

@@ -146,17 +146,20 @@ struct Chain {
     waiting: VecDeque<Pending>,
 }
 
-/// How a run ended, as its worker needs to know.
-enum Report {
+/// How one of a tenant's runs ended.
+struct Report {
+    tenant: String,
+    outcome: Outcome,
+}
+
+/// What the worker needs to know of a finished run.
+enum Outcome {
     /// Committed; a run under the lock also tells where the chain now ends.
-    Committed { tenant: String, head: Option<Head> },
+    Committed(Option<Head>),
     /// Wrote nothing: the head was not where the run expected. Its entries come back.
-    Stale {
-        tenant: String,
-        pending: Vec<Pending>,
-    },
+    Stale(Vec<Pending>),
     /// Failed; every waiter in it has been told.
-    Failed { tenant: String },
+    Failed,
 }
 
 struct Worker {
@@ -193,11 +196,20 @@ impl Worker {
                     }
                     let mut touched: Vec<String> = Vec::new();
                     for pending in incoming.drain(..) {
-                        if !touched.contains(&pending.entry.tenant_id) {
-                            touched.push(pending.entry.tenant_id.clone());
+                        let tenant = &pending.entry.tenant_id;
+                        if !touched.contains(tenant) {
+                            touched.push(tenant.clone());
                         }
-                        let chain = self.chains.entry(pending.entry.tenant_id.clone()).or_default();
-                        chain.waiting.push_back(pending);
+                        // A tenant's key is copied once, when the worker first sees it.
+                        match self.chains.get_mut(tenant) {
+                            Some(chain) => chain.waiting.push_back(pending),
+                            None => {
+                                let mut chain = Chain::default();
+                                let tenant = tenant.clone();
+                                chain.waiting.push_back(pending);
+                                self.chains.insert(tenant, chain);
+                            }
+                        }
                     }
                     for tenant in touched {
                         self.dispatch(&tenant);
@@ -212,28 +224,24 @@ impl Worker {
 
     /// Takes a finished run's report; returns its tenant.
     fn finish(&mut self, report: Report) -> String {
-        let tenant = match &report {
-            Report::Committed { tenant, .. }
-            | Report::Stale { tenant, .. }
-            | Report::Failed { tenant } => tenant.clone(),
-        };
+        let Report { tenant, outcome } = report;
         let chain = self.chains.entry(tenant.clone()).or_default();
         chain.in_flight = false;
-        match report {
+        match outcome {
             // A run under the lock tells where the chain now ends; after one sent
             // without it, the head the worker expected is right.
-            Report::Committed { head, .. } => {
+            Outcome::Committed(head) => {
                 if head.is_some() {
                     chain.head = head;
                 }
             }
-            Report::Stale { pending, .. } => {
+            Outcome::Stale(pending) => {
                 chain.head = None;
                 for p in pending.into_iter().rev() {
                     chain.waiting.push_front(p);
                 }
             }
-            Report::Failed { .. } => chain.head = None,
+            Outcome::Failed => chain.head = None,
         }
         tenant
     }
@@ -296,13 +304,10 @@ fn append_fast(
                 Ok(store::append_run(&mut conn, &rows).await?)
             }
             .await;
-            match appended {
+            let outcome = match appended {
                 Ok(true) => {
-                    tracing::trace!("audit run committed");
-                    for (reply, row) in replies.into_iter().zip(rows) {
-                        let _ = reply.send(Ok(row));
-                    }
-                    Report::Committed { tenant, head: None }
+                    answer(replies, rows);
+                    Outcome::Committed(None)
                 }
                 Ok(false) => {
                     tracing::debug!(
@@ -316,13 +321,14 @@ fn append_fast(
                             reply,
                         })
                         .collect();
-                    Report::Stale { tenant, pending }
+                    Outcome::Stale(pending)
                 }
                 Err(error) => {
                     fail(replies, &error);
-                    Report::Failed { tenant }
+                    Outcome::Failed
                 }
-            }
+            };
+            Report { tenant, outcome }
         }
         .instrument(span),
     )
@@ -349,23 +355,29 @@ fn append_locked(
                 Ok(rows)
             }
             .await;
-            match stored {
+            let outcome = match stored {
                 Ok(rows) => {
-                    tracing::trace!("audit run committed");
                     let head = Head::after(&rows);
-                    for (reply, row) in replies.into_iter().zip(rows) {
-                        let _ = reply.send(Ok(row));
-                    }
-                    Report::Committed { tenant, head }
+                    answer(replies, rows);
+                    Outcome::Committed(head)
                 }
                 Err(error) => {
                     fail(replies, &error);
-                    Report::Failed { tenant }
+                    Outcome::Failed
                 }
-            }
+            };
+            Report { tenant, outcome }
         }
         .instrument(span),
     )
+}
+
+/// Answers every waiter of a committed run with its row.
+fn answer(replies: Vec<Reply>, rows: Vec<AuditRow>) {
+    tracing::trace!(rows = rows.len(), "audit run committed");
+    for (reply, row) in replies.into_iter().zip(rows) {
+        let _ = reply.send(Ok(row));
+    }
 }
 
 /// Tells every waiter of a run that did not commit.
