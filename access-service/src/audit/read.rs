@@ -159,6 +159,10 @@ async fn starting_point(
 
 /// Recomputes `tenant`'s chain over `from..=to` (0 for open ends). A range reaching
 /// the end is also checked against the chain head, so removed trailing rows are found.
+///
+/// An open range ends at the head as it is read before the rows: a head and the rows
+/// behind it commit together, so rows appended while verification runs lie beyond it
+/// rather than looking like rows the head says are missing.
 pub async fn verify(
     conn: &mut AsyncPgConnection,
     tenant: &str,
@@ -166,6 +170,17 @@ pub async fn verify(
     to: i64,
 ) -> QueryResult<Verification> {
     const BATCH: i64 = 5000;
+    let head: Option<i64> = if to > 0 {
+        None
+    } else {
+        audit_heads::table
+            .find(tenant)
+            .select(audit_heads::sequence)
+            .first(conn)
+            .await
+            .optional()?
+    };
+    let end = if to > 0 { Some(to) } else { head };
     let (start, hash) = starting_point(conn, tenant, from).await?;
     let mut verifier = Verifier::starting_after(start, hash);
     let mut after = start;
@@ -174,8 +189,8 @@ pub async fn verify(
             .filter(audit_log::tenant_id.eq(tenant))
             .filter(audit_log::sequence.gt(after))
             .into_boxed();
-        if to > 0 {
-            query = query.filter(audit_log::sequence.le(to));
+        if let Some(end) = end {
+            query = query.filter(audit_log::sequence.le(end));
         }
         let rows: Vec<Record> = query
             .order(audit_log::sequence.asc())
@@ -192,24 +207,17 @@ pub async fn verify(
             break;
         }
     }
-    if verifier.broken.is_none() && to == 0 {
-        let head: Option<(i64, Vec<u8>)> = audit_heads::table
-            .find(tenant)
-            .select((audit_heads::sequence, audit_heads::hash))
-            .first(conn)
-            .await
-            .optional()?;
-        if let Some((sequence, _)) = head
-            && sequence >= verifier.next_sequence()
-        {
-            verifier.broken = Some((
-                verifier.next_sequence(),
-                format!(
-                    "the chain head is at {sequence}; rows after {} are missing",
-                    verifier.next_sequence() - 1
-                ),
-            ));
-        }
+    if verifier.broken.is_none()
+        && let Some(sequence) = head
+        && sequence >= verifier.next_sequence()
+    {
+        verifier.broken = Some((
+            verifier.next_sequence(),
+            format!(
+                "the chain head is at {sequence}; rows after {} are missing",
+                verifier.next_sequence() - 1
+            ),
+        ));
     }
     Ok(Verification {
         rows_checked: verifier.rows_checked,
