@@ -79,12 +79,10 @@ pub fn init(
         builder = builder.with_batch_exporter(exporter);
     }
     let provider = builder.build();
-    // Busy and idle time would cost two clock reads at every poll of every span.
-    let otel = tracing_opentelemetry::layer()
-        .with_tracked_inactivity(false)
-        .with_tracer(provider.tracer(service_name));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(otel_layer(&provider, service_name));
     match config.log_format {
         LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init()?,
         LogFormat::Json => registry
@@ -108,6 +106,7 @@ pub fn otel_layer<S>(
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
 {
+    // Busy and idle time would cost two clock reads at every poll of every span.
     tracing_opentelemetry::layer()
         .with_tracked_inactivity(false)
         .with_tracer(provider.tracer(name))
