@@ -82,6 +82,18 @@ pub struct Config {
     /// request).
     #[arg(long, env = "LOCK_SYNC_INTERVAL_SECS", default_value_t = 300)]
     pub lock_sync_interval_secs: u64,
+    /// Days a remote operation's or passcode write's request id is remembered, so a
+    /// repeat replays its first outcome (0: forever). A repeat after that is carried out
+    /// again.
+    #[arg(long, env = "OPERATION_RETENTION_DAYS", default_value_t = 30)]
+    pub operation_retention_days: u32,
+    /// How often forgotten request ids are swept, in seconds.
+    #[arg(
+        long,
+        env = "OPERATION_RETENTION_INTERVAL_SECS",
+        default_value_t = 3600
+    )]
+    pub operation_retention_interval_secs: u64,
     #[command(flatten)]
     pub db: DbConfig,
     #[command(flatten)]
@@ -109,6 +121,8 @@ impl Config {
             callback_secret: None,
             low_battery_percent: 20,
             lock_sync_interval_secs: 0,
+            operation_retention_days: 30,
+            operation_retention_interval_secs: 3600,
             db: DbConfig::for_url(database_url),
             jwt: JwtConfig {
                 jwt_secret: Some(SecretString::from(jwt_secret.to_owned())),

@@ -14,6 +14,7 @@ pub mod locks;
 pub mod passcodes;
 pub mod records;
 pub mod remote;
+pub mod retention;
 pub mod sim;
 pub mod state;
 pub mod ttlock;
@@ -126,6 +127,14 @@ pub async fn run_with_callbacks(
         background.push(locks::spawn_periodic(
             state.clone(),
             std::time::Duration::from_secs(config.lock_sync_interval_secs),
+            shutdown_seen.clone(),
+        ));
+    }
+    if config.operation_retention_days > 0 {
+        background.push(retention::spawn(
+            pool.clone(),
+            chrono::Duration::days(i64::from(config.operation_retention_days)),
+            std::time::Duration::from_secs(config.operation_retention_interval_secs),
             shutdown_seen.clone(),
         ));
     }

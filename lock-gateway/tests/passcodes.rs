@@ -12,6 +12,7 @@ use latchkey::pb::gateway::v1 as pb;
 use latchkey::pb::gateway::v1::lock_gateway_client::LockGatewayClient;
 use latchkey::pb::timestamp;
 use latchkey::testkit::{RunningServer, TEST_JWT_SECRET, TestDb, authorized, token};
+use lock_gateway::db::retention::{Purged, purge_claims_before};
 use lock_gateway::sim::{InjectedFailure, SimConfig, SimHandle, Simulator};
 use lock_gateway::ttlock::ManualClock;
 use lock_gateway::{Config, RunError};
@@ -803,4 +804,91 @@ async fn lock_records_show_keypad_entries_typed_and_masked() {
     assert!(h.records(STORAGE, None).await.records.is_empty());
 
     h.assert_not_stored(&["482913", "999000"]).await;
+}
+
+#[tokio::test]
+async fn request_ids_are_forgotten_after_the_retention_period() {
+    let h = Harness::start().await;
+    let old = h.create(FRONT_DOOR, "482913", None, "guest-old").await;
+    let recent = h.create(ROOM_101, "731904", None, "guest-recent").await;
+    assert_eq!(outcome(&old), pb::PasscodeOutcome::Done, "{old:?}");
+    assert_eq!(outcome(&recent), pb::PasscodeOutcome::Done, "{recent:?}");
+    let client = h.db.client().await;
+    client
+        .execute(
+            "UPDATE gateway.passcode_operations SET create_time = now() - interval '40 days' \
+             WHERE request_id = 'guest-old'",
+            &[],
+        )
+        .await
+        .unwrap();
+    // Remote operations' claims beside them: two as old, one recent.
+    for (request_id, age_days) in [
+        ("unlock-old-1", 40),
+        ("unlock-old-2", 31),
+        ("unlock-new", 29),
+    ] {
+        client
+            .execute(
+                "INSERT INTO gateway.remote_operations \
+                 (tenant_id, request_id, operation, account_id, lock_id, outcome, create_time, finish_time) \
+                 VALUES ('acme', $1, 'UNLOCK', $2::text::uuid, $3, 'CONFIRMED', \
+                         now() - make_interval(days => $4), now() - make_interval(days => $4))",
+                &[&request_id, &h.account, &FRONT_DOOR, &age_days],
+            )
+            .await
+            .unwrap();
+    }
+
+    let pool = latchkey::db::build_pool(
+        &latchkey::db::DbConfig::for_url(h.db.url()),
+        lock_gateway::db::SCHEMA,
+        "retention-test",
+        None,
+    )
+    .unwrap();
+    let mut conn = pool.get().await.unwrap();
+    let before = Utc::now() - Duration::days(30);
+    // One row per statement, so the sweep has to go round for the second old unlock.
+    let purged = purge_claims_before(&mut conn, before, 1).await.unwrap();
+    assert_eq!(
+        purged,
+        Purged {
+            remote_operations: 2,
+            passcode_operations: 1,
+        }
+    );
+    let kept = |table: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query(
+                    &format!("SELECT request_id FROM gateway.{table} ORDER BY 1"),
+                    &[],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(kept("passcode_operations").await, ["guest-recent"]);
+    assert_eq!(kept("remote_operations").await, ["unlock-new"]);
+    assert_eq!(
+        purge_claims_before(&mut conn, before, 1).await.unwrap(),
+        Purged::default(),
+        "nothing left to forget"
+    );
+
+    // The remembered id still replays; the forgotten one is a new write.
+    let again = h.create(ROOM_101, "731904", None, "guest-recent").await;
+    assert!(again.replayed);
+    assert_eq!(h.sent(ADD), 2);
+    assert!(h.sim.remove_passcode(old.passcode_id));
+    let anew = h.create(FRONT_DOOR, "482913", None, "guest-old").await;
+    assert_eq!(outcome(&anew), pb::PasscodeOutcome::Done, "{anew:?}");
+    assert!(!anew.replayed);
+    assert_eq!(h.sent(ADD), 3);
+    assert_ne!(anew.passcode_id, old.passcode_id);
 }

@@ -7,6 +7,7 @@ pub mod inbox;
 pub mod locks;
 pub mod passcode_operations;
 pub mod remote_operations;
+pub mod retention;
 pub mod schema;
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
