@@ -3,6 +3,8 @@
 //! row or column does not open). Each ciphertext is stored with the id of its key, so
 //! keys rotate: configure the new key as current and keep the old ones as previous
 //! until every row has been re-written (`RegisterAccount` again, or the next token save).
+//! The digest key is not derived anew at each rotation: the one kept in the database is
+//! adopted at start ([`crate::digest_key`]).
 
 use std::collections::HashMap;
 
@@ -32,8 +34,9 @@ pub enum CryptoError {
 pub struct Sealer {
     current: String,
     keys: HashMap<String, Aes256Gcm>,
-    /// Derived from the current key: keys the digests that de-duplicate callbacks and
-    /// records without storing the credentials they carry.
+    /// Keys the digests that de-duplicate callbacks and records without storing the
+    /// credentials they carry. Derived from the current key until the stored one is
+    /// adopted ([`Sealer::with_digest_key`]), which outlives key rotations.
     digest_key: [u8; 32],
 }
 
@@ -85,6 +88,19 @@ impl Sealer {
 
     pub fn current_key_id(&self) -> &str {
         &self.current
+    }
+
+    /// The digest key, hex-encoded, for keeping it sealed.
+    pub fn digest_key(&self) -> SecretString {
+        SecretString::from(hex::encode(self.digest_key))
+    }
+
+    /// This sealer with digests keyed by `hex_key`, as [`Sealer::digest_key`] gave it.
+    pub fn with_digest_key(mut self, hex_key: &SecretString) -> Result<Self, CryptoError> {
+        let raw =
+            hex::decode(hex_key.expose_secret().trim()).map_err(|_| CryptoError::KeyFormat)?;
+        self.digest_key = raw.try_into().map_err(|_| CryptoError::KeyFormat)?;
+        Ok(self)
     }
 
     /// HMAC-SHA256 of `parts`, each length-prefixed so no two lists collide. Unlike a
@@ -198,6 +214,12 @@ mod tests {
         assert_ne!(old.digest(&[b"12", b"3"]), old.digest(&[b"1", b"23"]));
         assert_eq!(old.digest(&[b"123"]), old.digest(&[b"123"]));
         assert_ne!(old.digest(&[b"123"]), rotated.digest(&[b"123"]));
+        let adopted = rotated.with_digest_key(&old.digest_key()).unwrap();
+        assert_eq!(old.digest(&[b"123"]), adopted.digest(&[b"123"]));
+        assert!(matches!(
+            adopted.with_digest_key(&secret("abcd")),
+            Err(CryptoError::KeyFormat)
+        ));
         assert!(matches!(
             Sealer::new("x", &secret("short"), None),
             Err(CryptoError::KeyFormat)

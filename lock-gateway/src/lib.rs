@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod digest_key;
 pub mod error;
 pub mod events;
 pub mod grpc;
@@ -48,6 +49,8 @@ pub enum RunError {
     Server(#[from] latchkey::server::ServerError),
     #[error("GATEWAY_ENCRYPTION_KEY: {0}")]
     Crypto(#[from] crypto::CryptoError),
+    #[error("digest key: {0}")]
+    DigestKey(#[from] digest_key::DigestKeyError),
     #[error("callback receiver: {0}")]
     Callback(String),
 }
@@ -99,6 +102,8 @@ pub async fn run_with_callbacks(
         &config.encryption_key,
         config.previous_encryption_keys.as_ref(),
     )?;
+    // Digests must match those stored before any key rotation.
+    let sealer = digest_key::adopt(&pool, sealer).await?;
     let (stopping, shutdown_seen) = tokio::sync::watch::channel(false);
     let state = AppState {
         pool: pool.clone(),

@@ -14,7 +14,7 @@ use lock_gateway::ttlock::{
     AccountConfig, ClientConfig, ManualClock, PasscodeText, Password, TtlockClient, Validity, clock,
 };
 use lock_gateway::{Config, RunError};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tonic::Code;
@@ -843,4 +843,53 @@ async fn passcode_writes_are_announced_as_device_events() {
     assert!(!events[1].success && events[1].detail.contains("DUPLICATE"));
     assert_eq!(events[2].passcode_id, set.passcode_id);
     assert!(!env.stored_text().await.contains("730914"));
+}
+
+#[tokio::test]
+async fn records_already_turned_into_events_stay_known_across_a_key_rotation() {
+    let mut env = env().await;
+    env.sync().await;
+    env.app_passcode(FRONT_DOOR, "480263", "Guest Ana").await;
+    assert_eq!(env.sim.keypad(FRONT_DOOR, "480263"), Some(true));
+    env.sync().await;
+    let unlocks = "SELECT count(*) FROM gateway.device_events WHERE kind = 'DEVICE_EVENT_KIND_UNLOCK_PASSCODE'";
+    assert_eq!(env.count(unlocks).await, 1);
+    let events = env
+        .count("SELECT count(*) FROM gateway.device_events")
+        .await;
+
+    // The encryption key rotates: a new current key, the old one kept for reading.
+    env.gateway.server.stop().await.unwrap();
+    env.gateway = Gateway::start_with(&env.db, |config| {
+        config.previous_encryption_keys = Some(SecretString::from(format!(
+            "{}={}",
+            config.encryption_key_id,
+            config.encryption_key.expose_secret()
+        )));
+        config.encryption_key = SecretString::from(
+            "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0".to_owned(),
+        );
+        config.encryption_key_id = "k2".to_owned();
+    })
+    .await;
+    // The same records read again bring nothing new.
+    env.sync().await;
+    assert_eq!(
+        env.count("SELECT count(*) FROM gateway.device_events")
+            .await,
+        events,
+        "records seen under the old key came again"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM gateway.gateway_secrets WHERE name = 'digest_key' AND key_id = 'k2'")
+            .await,
+        1,
+        "the digest key is sealed under the current key once it has rotated"
+    );
+    // A new entry still arrives, once.
+    env.clock.advance(Duration::from_secs(5));
+    assert_eq!(env.sim.keypad(FRONT_DOOR, "480263"), Some(true));
+    env.sync().await;
+    env.sync().await;
+    assert_eq!(env.count(unlocks).await, 2);
 }

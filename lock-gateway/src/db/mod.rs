@@ -9,6 +9,7 @@ pub mod passcode_operations;
 pub mod remote_operations;
 pub mod retention;
 pub mod schema;
+pub mod secrets;
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 

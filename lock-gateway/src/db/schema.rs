@@ -125,5 +125,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    gateway_secrets (name) {
+        name -> Text,
+        key_id -> Text,
+        sealed -> Bytea,
+        update_time -> Timestamptz,
+    }
+}
+
 diesel::joinable!(locks -> ttlock_accounts (account_id));
 diesel::allow_tables_to_appear_in_same_query!(ttlock_accounts, locks);
