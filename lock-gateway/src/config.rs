@@ -87,13 +87,13 @@ pub struct Config {
     /// again.
     #[arg(long, env = "OPERATION_RETENTION_DAYS", default_value_t = 30)]
     pub operation_retention_days: u32,
-    /// How often forgotten request ids are swept, in seconds.
-    #[arg(
-        long,
-        env = "OPERATION_RETENTION_INTERVAL_SECS",
-        default_value_t = 3600
-    )]
-    pub operation_retention_interval_secs: u64,
+    /// Days a processed callback is kept, so a redelivery is recognised without being
+    /// published again (0: forever).
+    #[arg(long, env = "CALLBACK_RETENTION_DAYS", default_value_t = 7)]
+    pub callback_retention_days: u32,
+    /// How often forgotten request ids and old callbacks are swept, in seconds.
+    #[arg(long, env = "RETENTION_INTERVAL_SECS", default_value_t = 3600)]
+    pub retention_interval_secs: u64,
     #[command(flatten)]
     pub db: DbConfig,
     #[command(flatten)]
@@ -122,7 +122,8 @@ impl Config {
             low_battery_percent: 20,
             lock_sync_interval_secs: 0,
             operation_retention_days: 30,
-            operation_retention_interval_secs: 3600,
+            callback_retention_days: 7,
+            retention_interval_secs: 3600,
             db: DbConfig::for_url(database_url),
             jwt: JwtConfig {
                 jwt_secret: Some(SecretString::from(jwt_secret.to_owned())),

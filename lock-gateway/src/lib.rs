@@ -135,11 +135,16 @@ pub async fn run_with_callbacks(
             shutdown_seen.clone(),
         ));
     }
-    if config.operation_retention_days > 0 {
+    let days = |days: u32| (days > 0).then(|| chrono::Duration::days(i64::from(days)));
+    let kept = retention::Retention {
+        claims: days(config.operation_retention_days),
+        callbacks: days(config.callback_retention_days),
+    };
+    if kept.claims.is_some() || kept.callbacks.is_some() {
         background.push(retention::spawn(
             pool.clone(),
-            chrono::Duration::days(i64::from(config.operation_retention_days)),
-            std::time::Duration::from_secs(config.operation_retention_interval_secs),
+            kept,
+            std::time::Duration::from_secs(config.retention_interval_secs),
             shutdown_seen.clone(),
         ));
     }

@@ -1,5 +1,5 @@
-//! The sweep that forgets request-id claims once they are older than the retention
-//! period (`OPERATION_RETENTION_DAYS`).
+//! The sweep that forgets request-id claims older than `OPERATION_RETENTION_DAYS` and
+//! callbacks processed more than `CALLBACK_RETENTION_DAYS` ago.
 
 use std::time::Duration;
 
@@ -8,12 +8,19 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::db::retention::{PURGE_BATCH, purge_claims_before};
+use crate::db::retention::{PURGE_BATCH, purge_callbacks_processed_before, purge_claims_before};
+
+/// How long each kind of row is kept; `None` keeps it forever.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub claims: Option<chrono::Duration>,
+    pub callbacks: Option<chrono::Duration>,
+}
 
 /// Sweeps every `interval` until shutdown, the first time at once.
 pub fn spawn(
     pool: DbPool,
-    retention: chrono::Duration,
+    retention: Retention,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
@@ -26,31 +33,44 @@ pub fn spawn(
                 _ = shutdown.changed() => return,
             }
             sweep(&pool, retention)
-                .instrument(tracing::info_span!("operations.retention"))
+                .instrument(tracing::info_span!("retention.sweep"))
                 .await;
         }
     })
 }
 
-async fn sweep(pool: &DbPool, retention: chrono::Duration) {
-    let before = chrono::Utc::now() - retention;
-    let purged = match pool.get().await {
-        Ok(mut conn) => purge_claims_before(&mut conn, before, PURGE_BATCH).await,
+async fn sweep(pool: &DbPool, retention: Retention) {
+    let mut conn = match pool.get().await {
+        Ok(conn) => conn,
         Err(error) => {
-            tracing::warn!(%error, "operation retention sweep skipped: no connection");
+            tracing::warn!(%error, "retention sweep skipped: no connection");
             return;
         }
     };
-    match purged {
-        Ok(purged) if purged.remote_operations + purged.passcode_operations > 0 => {
-            tracing::info!(
-                remote_operations = purged.remote_operations,
-                passcode_operations = purged.passcode_operations,
-                %before,
-                "forgot request ids older than the retention period"
-            );
+    let now = chrono::Utc::now();
+    if let Some(keep) = retention.claims {
+        match purge_claims_before(&mut conn, now - keep, PURGE_BATCH).await {
+            Ok(purged) if purged.remote_operations + purged.passcode_operations > 0 => {
+                tracing::info!(
+                    remote_operations = purged.remote_operations,
+                    passcode_operations = purged.passcode_operations,
+                    "forgot request ids older than the retention period"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "request-id retention sweep failed"),
         }
-        Ok(_) => {}
-        Err(error) => tracing::warn!(%error, "operation retention sweep failed"),
+    }
+    if let Some(keep) = retention.callbacks {
+        match purge_callbacks_processed_before(&mut conn, now - keep, PURGE_BATCH).await {
+            Ok(0) => {}
+            Ok(purged) => {
+                tracing::info!(
+                    purged,
+                    "deleted callbacks processed before the retention period"
+                );
+            }
+            Err(error) => tracing::warn!(%error, "callback retention sweep failed"),
+        }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use latchkey::pb::gateway::v1 as pb;
 use latchkey::pb::gateway::v1::lock_gateway_client::LockGatewayClient;
 use latchkey::testkit::{RunningServer, TEST_JWT_SECRET, TestDb, authorized, token};
+use lock_gateway::db::retention::purge_callbacks_processed_before;
 use lock_gateway::sim::{SimConfig, SimHandle, Simulator};
 use lock_gateway::ttlock::{
     AccountConfig, ClientConfig, ManualClock, PasscodeText, Password, TtlockClient, Validity, clock,
@@ -892,4 +893,68 @@ async fn records_already_turned_into_events_stay_known_across_a_key_rotation() {
     env.sync().await;
     env.sync().await;
     assert_eq!(env.count(unlocks).await, 2);
+}
+
+#[tokio::test]
+async fn callbacks_processed_before_the_retention_period_are_deleted_and_never_announced_twice() {
+    let env = env().await;
+    env.sync().await;
+    let mut stream = env.watch(5).await;
+    let url = env.gateway.callback_url(SECRET);
+    assert_eq!(post(&url, CAPTURED_BODY).await.status(), 200);
+    let first = take(&mut stream, 1).await.remove(0);
+    assert_eq!(first.kind(), pb::DeviceEventKind::UnlockCard);
+    env.db
+        .client()
+        .await
+        .execute(
+            "UPDATE gateway.callback_inbox SET process_time = now() - interval '8 days'",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    let pool = latchkey::db::build_pool(
+        &latchkey::db::DbConfig::for_url(env.db.url()),
+        lock_gateway::db::SCHEMA,
+        "retention-test",
+        None,
+    )
+    .unwrap();
+    let mut conn = pool.get().await.unwrap();
+    let before = chrono::Utc::now() - chrono::Duration::days(7);
+    assert_eq!(
+        purge_callbacks_processed_before(&mut conn, before, 100)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM gateway.callback_inbox")
+            .await,
+        0
+    );
+
+    // TTLock redelivers it after all, then a later card unlock follows: the publisher
+    // takes them in order, and the redelivered record is already an event.
+    assert_eq!(post(&url, CAPTURED_BODY).await.status(), 200);
+    let later = CAPTURED_BODY.replace("1680810186000", "1680810246000");
+    assert_eq!(post(&url, &later).await.status(), 200);
+    let next = take(&mut stream, 1).await.remove(0);
+    assert_eq!(
+        next.occur_time.unwrap().seconds * 1000,
+        1_680_810_246_000,
+        "the redelivered callback was announced again"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM gateway.device_events WHERE kind = 'DEVICE_EVENT_KIND_UNLOCK_CARD'").await,
+        2
+    );
+    assert_eq!(
+        purge_callbacks_processed_before(&mut conn, before, 100)
+            .await
+            .unwrap(),
+        0,
+        "callbacks processed since are kept"
+    );
 }

@@ -1,6 +1,7 @@
-//! Forgetting old request-id claims. A claim only has to outlive the retries of its
-//! request; kept forever, the claim tables would grow with every remote operation and
-//! passcode write.
+//! Forgetting what only has to be remembered for a while: request-id claims, which only
+//! have to outlive the retries of their request, and processed callbacks, which only have
+//! to outlive TTLock's redeliveries of them. Kept forever, both would grow with every
+//! operation and every event at every lock.
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Int8, Timestamptz};
@@ -10,7 +11,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 /// transaction.
 pub const PURGE_BATCH: i64 = 5_000;
 
-/// What one sweep deleted, per table.
+/// What one sweep of the claims deleted, per table.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Purged {
     pub remote_operations: u64,
@@ -25,22 +26,35 @@ pub async fn purge_claims_before(
     batch: i64,
 ) -> diesel::QueryResult<Purged> {
     Ok(Purged {
-        remote_operations: purge_table(conn, "remote_operations", before, batch).await?,
-        passcode_operations: purge_table(conn, "passcode_operations", before, batch).await?,
+        remote_operations: purge(conn, "remote_operations", "create_time", before, batch).await?,
+        passcode_operations: purge(conn, "passcode_operations", "create_time", before, batch)
+            .await?,
     })
 }
 
-/// `table` is one of the claim tables named above, never input.
-async fn purge_table(
+/// Deletes the callbacks processed before `before`; unprocessed ones stay. A callback
+/// redelivered after that is stored and published again, and its records, already
+/// events, are dropped by their dedupe keys.
+pub async fn purge_callbacks_processed_before(
+    conn: &mut AsyncPgConnection,
+    before: DateTime<Utc>,
+    batch: i64,
+) -> diesel::QueryResult<u64> {
+    purge(conn, "callback_inbox", "process_time", before, batch).await
+}
+
+/// `table` and `column` are the constants above, never input.
+async fn purge(
     conn: &mut AsyncPgConnection,
     table: &'static str,
+    column: &'static str,
     before: DateTime<Utc>,
     batch: i64,
 ) -> diesel::QueryResult<u64> {
     let batch = batch.max(1);
     let statement = format!(
         "DELETE FROM {table} WHERE ctid = ANY(ARRAY( \
-           SELECT ctid FROM {table} WHERE create_time < $1 LIMIT $2))"
+           SELECT ctid FROM {table} WHERE {column} < $1 LIMIT $2))"
     );
     let mut total = 0_u64;
     loop {

@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS callback_inbox_processed_idx;
