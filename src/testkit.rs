@@ -149,6 +149,18 @@ impl TestDb {
         SecretString::from(self.url.clone())
     }
 
+    /// A pool on the test database with `schema` first on the search path, connecting
+    /// as the test user, for calling a service's queries directly.
+    pub fn pool(&self, schema: &'static str) -> crate::db::DbPool {
+        crate::db::build_pool(
+            &crate::db::DbConfig::for_url(&self.url),
+            schema,
+            "latchkey-test",
+            None,
+        )
+        .expect("pool on the test database")
+    }
+
     /// A plain client on the test database, for looking at what was stored.
     pub async fn client(&self) -> tokio_postgres::Client {
         admin_client(&self.url).await

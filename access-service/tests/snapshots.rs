@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use access_service::snapshot::SnapshotCache;
-use latchkey::db::DbConfig;
 use latchkey::testkit::TestDb;
 
 #[tokio::test]
@@ -15,13 +14,7 @@ async fn concurrent_misses_share_one_load_of_the_tenant() {
         access_service::db::MIGRATIONS,
     )])
     .await;
-    let pool = latchkey::db::build_pool(
-        &DbConfig::for_url(db.url()),
-        access_service::db::SCHEMA,
-        "snapshot-test",
-        None,
-    )
-    .unwrap();
+    let pool = db.pool(access_service::db::SCHEMA);
     let cache = SnapshotCache::new(pool);
     let listener = tokio::spawn(cache.clone().listen(db.secret_url()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

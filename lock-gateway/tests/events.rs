@@ -914,13 +914,7 @@ async fn callbacks_processed_before_the_retention_period_are_deleted_and_never_a
         .await
         .unwrap();
 
-    let pool = latchkey::db::build_pool(
-        &latchkey::db::DbConfig::for_url(env.db.url()),
-        lock_gateway::db::SCHEMA,
-        "retention-test",
-        None,
-    )
-    .unwrap();
+    let pool = env.db.pool(lock_gateway::db::SCHEMA);
     let mut conn = pool.get().await.unwrap();
     let before = chrono::Utc::now() - chrono::Duration::days(7);
     assert_eq!(

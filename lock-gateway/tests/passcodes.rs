@@ -840,13 +840,7 @@ async fn request_ids_are_forgotten_after_the_retention_period() {
             .unwrap();
     }
 
-    let pool = latchkey::db::build_pool(
-        &latchkey::db::DbConfig::for_url(h.db.url()),
-        lock_gateway::db::SCHEMA,
-        "retention-test",
-        None,
-    )
-    .unwrap();
+    let pool = h.db.pool(lock_gateway::db::SCHEMA);
     let mut conn = pool.get().await.unwrap();
     let before = Utc::now() - Duration::days(30);
     // One row per statement, so the sweep has to go round for the second old unlock.
