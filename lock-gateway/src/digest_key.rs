@@ -26,6 +26,7 @@ pub enum DigestKeyError {
 }
 
 /// `sealer` with the stored digest key, storing its own if none is stored yet.
+#[tracing::instrument(name = "digest_key.adopt", skip_all)]
 pub async fn adopt(pool: &DbPool, sealer: Sealer) -> Result<Sealer, DigestKeyError> {
     let mut conn = pool.get().await?;
     let own = sealer.seal(sealer.digest_key().expose_secret(), CONTEXT)?;
