@@ -196,6 +196,8 @@ impl Drop for TestDb {
 pub struct TcpProxy {
     addr: SocketAddr,
     open: watch::Sender<bool>,
+    /// Connections refused while cut, so far.
+    refused: watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -204,11 +206,14 @@ impl TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
         let (open, _) = watch::channel(true);
+        let (refused, _) = watch::channel(0_u64);
         let state = open.clone();
+        let counted = refused.clone();
         let task = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 if !*state.borrow() {
                     drop(inbound);
+                    counted.send_modify(|n| *n += 1);
                     continue;
                 }
                 let mut closed = state.subscribe();
@@ -223,7 +228,23 @@ impl TcpProxy {
                 });
             }
         });
-        Self { addr, open, task }
+        Self {
+            addr,
+            open,
+            refused,
+            task,
+        }
+    }
+
+    /// Connections refused while cut, so far.
+    pub fn refused(&self) -> u64 {
+        *self.refused.borrow()
+    }
+
+    /// Resolves once at least `count` connections have been refused while cut.
+    pub async fn refused_at_least(&self, count: u64) {
+        let mut refused = self.refused.subscribe();
+        let _ = refused.wait_for(|n| *n >= count).await;
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -5,6 +5,8 @@
 //! later starts adopt the stored key and, once the encryption key has rotated, seal it
 //! anew under the current one.
 
+use std::time::Duration;
+
 use latchkey::db::DbPool;
 use secrecy::ExposeSecret as _;
 
@@ -14,6 +16,9 @@ use crate::db::secrets;
 const NAME: &str = "digest_key";
 /// Binds the sealed value to its row, as TTLock secrets are bound to theirs.
 const CONTEXT: &str = "gateway_secrets/digest_key";
+
+/// Longest wait between attempts while the database is away.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DigestKeyError {
@@ -44,4 +49,21 @@ pub async fn adopt(pool: &DbPool, sealer: Sealer) -> Result<Sealer, DigestKeyErr
         );
     }
     Ok(sealer)
+}
+
+/// [`adopt`], retried with backoff while the database cannot be reached or queried. A key
+/// that does not open (the key it was sealed with is not configured) is not retried.
+pub async fn adopt_when_reachable(pool: &DbPool, sealer: Sealer) -> Result<Sealer, CryptoError> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match adopt(pool, sealer.clone()).await {
+            Ok(adopted) => return Ok(adopted),
+            Err(DigestKeyError::Crypto(error)) => return Err(error),
+            Err(error) => {
+                tracing::warn!(%error, retry_ms = delay.as_millis() as u64, "the database is not reachable; waiting for it before serving");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_RETRY_DELAY);
+            }
+        }
+    }
 }

@@ -49,8 +49,6 @@ pub enum RunError {
     Server(#[from] latchkey::server::ServerError),
     #[error("GATEWAY_ENCRYPTION_KEY: {0}")]
     Crypto(#[from] crypto::CryptoError),
-    #[error("digest key: {0}")]
-    DigestKey(#[from] digest_key::DigestKeyError),
     #[error("callback receiver: {0}")]
     Callback(String),
 }
@@ -102,8 +100,16 @@ pub async fn run_with_callbacks(
         &config.encryption_key,
         config.previous_encryption_keys.as_ref(),
     )?;
-    // Digests must match those stored before any key rotation.
-    let sealer = digest_key::adopt(&pool, sealer).await?;
+    // Digests must match those stored before any key rotation, so nothing is served
+    // until the stored key is known; a database that is away is waited for.
+    let mut shutdown = Box::pin(shutdown);
+    let sealer = tokio::select! {
+        adopted = digest_key::adopt_when_reachable(&pool, sealer) => adopted?,
+        () = &mut shutdown => {
+            tracing::info!("lock-gateway stopped before the database was reachable");
+            return Ok(());
+        }
+    };
     let (stopping, shutdown_seen) = tokio::sync::watch::channel(false);
     let state = AppState {
         pool: pool.clone(),

@@ -4,7 +4,11 @@
 
 use latchkey::pb::gateway::v1::ListAccountsRequest;
 use latchkey::pb::gateway::v1::lock_gateway_client::LockGatewayClient;
-use latchkey::testkit::{RunningServer, TEST_JWT_SECRET, TestDb, authorized, token};
+use std::time::Duration;
+
+use latchkey::testkit::{
+    RunningServer, TEST_JWT_SECRET, TcpProxy, TestDb, authorized, postgres_addr, token,
+};
 use lock_gateway::{Config, RunError};
 use tokio_stream::StreamExt;
 use tonic::Code;
@@ -135,4 +139,46 @@ async fn health_and_reflection_need_no_token() {
             .iter()
             .any(|s| s.name == "latchkey.gateway.v1.LockGateway")
     );
+}
+
+#[tokio::test]
+async fn a_gateway_started_while_the_database_is_away_serves_once_it_is_back() {
+    let db = database().await;
+    let proxy = TcpProxy::start(postgres_addr()).await;
+    proxy.cut();
+    let mut config = Config::new(&proxy.url_through(db.url()), TEST_JWT_SECRET);
+    config.db.db_health_interval_ms = 50;
+    let server =
+        RunningServer::spawn(|listener, shutdown| lock_gateway::run(listener, config, shutdown))
+            .await;
+    // It keeps trying rather than giving up at the first refusal.
+    tokio::time::timeout(Duration::from_secs(30), proxy.refused_at_least(2))
+        .await
+        .expect("the gateway went on trying the database");
+    proxy.restore();
+    let listed = LockGatewayClient::new(server.channel().await)
+        .list_accounts(authorized(
+            ListAccountsRequest {},
+            &token("t1", "access-service", &["SERVICE"]),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.accounts.is_empty());
+    server.stop().await.unwrap();
+
+    // Stopped while it waits, it ends without having served.
+    proxy.cut();
+    let refused = proxy.refused();
+    let config = Config::new(&proxy.url_through(db.url()), TEST_JWT_SECRET);
+    let waiting =
+        RunningServer::spawn(|listener, shutdown| lock_gateway::run(listener, config, shutdown))
+            .await;
+    tokio::time::timeout(Duration::from_secs(30), proxy.refused_at_least(refused + 1))
+        .await
+        .expect("the second gateway tried the database");
+    tokio::time::timeout(Duration::from_secs(10), waiting.stop())
+        .await
+        .expect("it stops while waiting")
+        .unwrap();
 }
