@@ -26,6 +26,15 @@ pub struct AppState {
     pub lead_hours: u32,
 }
 
+impl AppState {
+    /// After an administrative change to `tenant_id` commits: this replica decides with
+    /// it at once, so a caller reads its own write; the others follow the change
+    /// notification.
+    pub fn changed(&self, tenant_id: &str) {
+        self.snapshots.invalidate(tenant_id);
+    }
+}
+
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")

@@ -62,6 +62,7 @@ impl DirectoryService for DirectoryApi {
                 .then_some(settings.default_time_zone),
         };
         let tenant = directory::update_tenant_settings(&self.state, &caller, update).await?;
+        self.state.changed(&caller.tenant_id);
         Ok(Response::new(convert::tenant_settings(tenant)))
     }
 
@@ -82,6 +83,7 @@ impl DirectoryService for DirectoryApi {
             code_settings: property.code_settings,
         };
         let created = directory::create_property(&self.state, &caller, new).await?;
+        self.state.changed(&caller.tenant_id);
         Ok(Response::new(convert::property(created)))
     }
 
@@ -150,6 +152,7 @@ impl DirectoryService for DirectoryApi {
         let updated =
             directory::update_property(&self.state, &caller, &property.id, changes, code_settings)
                 .await?;
+        self.state.changed(&caller.tenant_id);
         Ok(Response::new(convert::property(updated)))
     }
 
@@ -159,6 +162,7 @@ impl DirectoryService for DirectoryApi {
     ) -> Reply<pb::DeletePropertyResponse> {
         let caller = Caller::of(&request)?;
         directory::delete_property(&self.state, &caller, &request.get_ref().id).await?;
+        self.state.changed(&caller.tenant_id);
         Ok(Response::new(pb::DeletePropertyResponse {}))
     }
 
@@ -167,6 +171,7 @@ impl DirectoryService for DirectoryApi {
         let request = request.into_inner();
         let door =
             doors::create_door(&self.state, &caller, request.door, &request.request_id).await?;
+        self.state.changed(&caller.tenant_id);
         Ok(Response::new(convert::door(door)))
     }
 
@@ -199,6 +204,7 @@ impl DirectoryService for DirectoryApi {
             request.update_mask.as_ref(),
         )
         .await?;
+        self.state.changed(&caller.tenant_id);
         Ok(Response::new(convert::door(door)))
     }
 
@@ -208,6 +214,7 @@ impl DirectoryService for DirectoryApi {
     ) -> Reply<pb::DeleteDoorResponse> {
         let caller = Caller::of(&request)?;
         doors::delete_door(&self.state, &caller, &request.get_ref().id).await?;
+        self.state.changed(&caller.tenant_id);
         Ok(Response::new(pb::DeleteDoorResponse {}))
     }
 
@@ -216,6 +223,7 @@ impl DirectoryService for DirectoryApi {
         let request = request.into_inner();
         let user =
             users::create_user(&self.state, &caller, request.user, &request.request_id).await?;
+        self.state.changed(&caller.tenant_id);
         Ok(Response::new(convert::user(user)))
     }
 
@@ -248,6 +256,7 @@ impl DirectoryService for DirectoryApi {
             request.update_mask.as_ref(),
         )
         .await?;
+        self.state.changed(&caller.tenant_id);
         Ok(Response::new(convert::user(user)))
     }
 
@@ -257,6 +266,7 @@ impl DirectoryService for DirectoryApi {
     ) -> Reply<pb::DeleteUserResponse> {
         let caller = Caller::of(&request)?;
         users::delete_user(&self.state, &caller, &request.get_ref().id).await?;
+        self.state.changed(&caller.tenant_id);
         Ok(Response::new(pb::DeleteUserResponse {}))
     }
 
@@ -273,6 +283,7 @@ impl DirectoryService for DirectoryApi {
             &request.request_id,
         )
         .await?;
+        self.state.changed(&caller.tenant_id);
         Ok(Response::new(convert::membership(membership)))
     }
 
@@ -312,6 +323,7 @@ impl DirectoryService for DirectoryApi {
             request.update_mask.as_ref(),
         )
         .await?;
+        self.state.changed(&caller.tenant_id);
         Ok(Response::new(convert::membership(membership)))
     }
 
@@ -321,6 +333,7 @@ impl DirectoryService for DirectoryApi {
     ) -> Reply<pb::DeleteMembershipResponse> {
         let caller = Caller::of(&request)?;
         memberships::delete_membership(&self.state, &caller, &request.get_ref().id).await?;
+        self.state.changed(&caller.tenant_id);
         Ok(Response::new(pb::DeleteMembershipResponse {}))
     }
 

@@ -29,6 +29,7 @@ impl RuleService for RuleApi {
         let request = request.into_inner();
         let rule =
             rules::create_rule(&self.state, &caller, request.rule, &request.request_id).await?;
+        self.state.changed(&caller.tenant_id);
         Ok(Response::new(convert::rule(rule)))
     }
 
@@ -54,6 +55,7 @@ impl RuleService for RuleApi {
     async fn update_rule(&self, request: Request<pb::UpdateRuleRequest>) -> Reply<pb::Rule> {
         let caller = Caller::of(&request)?;
         let rule = rules::update_rule(&self.state, &caller, request.into_inner()).await?;
+        self.state.changed(&caller.tenant_id);
         Ok(Response::new(convert::rule(rule)))
     }
 
@@ -63,6 +65,7 @@ impl RuleService for RuleApi {
     ) -> Reply<pb::DeleteRuleResponse> {
         let caller = Caller::of(&request)?;
         rules::delete_rule(&self.state, &caller, &request.get_ref().id).await?;
+        self.state.changed(&caller.tenant_id);
         Ok(Response::new(pb::DeleteRuleResponse {}))
     }
 
@@ -70,6 +73,7 @@ impl RuleService for RuleApi {
         let caller = Caller::of(&request)?;
         let request = request.get_ref();
         let rule = rules::toggle_rule(&self.state, &caller, &request.id, request.active).await?;
+        self.state.changed(&caller.tenant_id);
         Ok(Response::new(convert::rule(rule)))
     }
 
@@ -84,6 +88,7 @@ impl RuleService for RuleApi {
             UsersChange::Add,
         )
         .await?;
+        self.state.changed(&caller.tenant_id);
         Ok(Response::new(convert::rule(rule)))
     }
 
@@ -101,6 +106,7 @@ impl RuleService for RuleApi {
             UsersChange::Remove,
         )
         .await?;
+        self.state.changed(&caller.tenant_id);
         Ok(Response::new(convert::rule(rule)))
     }
 }
