@@ -92,9 +92,10 @@ pub(crate) async fn record(
 }
 
 /// After a change to the tenant's codes commits: this replica decides with it at once
-/// (others follow the change notification), and provisioning looks at the new intents.
+/// ([`AppState::changed`](crate::state::AppState::changed)), and provisioning looks at
+/// the new intents.
 pub(crate) fn committed(state: &crate::state::AppState, tenant_id: &str) {
-    state.snapshots.invalidate(tenant_id);
+    state.changed(tenant_id);
     state.provisioning_wake.notify_one();
 }
 
