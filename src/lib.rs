@@ -8,10 +8,12 @@
 //! - [`db`]: the connection pool factory, embedded migrations and database health.
 //! - [`telemetry`]: tracing and OpenTelemetry setup and W3C trace context over gRPC.
 //! - [`server`]: health, reflection and graceful shutdown around a tonic router.
+//! - [`deferred`]: a service mounted before it can be built, refusing calls until then.
 
 pub mod auth;
 pub mod clock;
 pub mod db;
+pub mod deferred;
 pub mod error;
 pub mod pagination;
 pub mod pb;

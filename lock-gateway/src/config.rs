@@ -53,6 +53,10 @@ pub struct Config {
     /// How long in-flight calls may run once shutdown begins, in milliseconds.
     #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 20_000)]
     pub shutdown_grace_ms: u64,
+    /// How long a gateway call made while the gateway is still waiting for its database
+    /// waits for it before being refused UNAVAILABLE, in milliseconds.
+    #[arg(long, env = "START_WAIT_MS", default_value_t = 3_000)]
+    pub start_wait_ms: u64,
     /// AES-256 key (64 hex characters) that seals TTLock secrets and tokens at rest.
     #[arg(long, env = "GATEWAY_ENCRYPTION_KEY", hide_env_values = true, value_parser = latchkey::auth::parse_secret)]
     pub encryption_key: SecretString,
@@ -112,6 +116,7 @@ impl Config {
         Self {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50061)),
             shutdown_grace_ms: 20_000,
+            start_wait_ms: 3_000,
             encryption_key: SecretString::from(TEST_KEY.to_owned()),
             encryption_key_id: "k1".to_owned(),
             previous_encryption_keys: None,

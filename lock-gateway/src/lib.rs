@@ -21,15 +21,18 @@ pub mod state;
 pub mod ttlock;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use latchkey::auth::{AuthLayer, JwtVerifier};
+use latchkey::db::DbPool;
+use latchkey::deferred::Deferred;
 use latchkey::pb::gateway::v1::lock_gateway_server::LockGatewayServer;
 use latchkey::server::{Health, reflection, serve_with_grace};
 use latchkey::telemetry::grpc_trace_layer;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use tonic::server::NamedService;
 
 pub use config::Config;
@@ -93,6 +96,7 @@ pub async fn run_with_callbacks(
             ));
         }
     };
+    let config_grace = config.shutdown_grace();
     let pool = latchkey::db::build_pool(&config.db, db::SCHEMA, APPLICATION, None)?;
     let verifier = JwtVerifier::from_config(&config.jwt)?;
     let sealer = crypto::Sealer::new(
@@ -100,17 +104,151 @@ pub async fn run_with_callbacks(
         &config.encryption_key,
         config.previous_encryption_keys.as_ref(),
     )?;
-    // Digests must match those stored before any key rotation, so nothing is served
-    // until the stored key is known; a database that is away is waited for.
-    let mut shutdown = Box::pin(shutdown);
+
+    // The port answers from the start: health says NOT_SERVING and the gateway's calls
+    // are refused UNAVAILABLE until the database has been reached (see `start`).
+    let gateway = Deferred::<Gateway>::new(
+        error::DOMAIN,
+        std::time::Duration::from_millis(config.start_wait_ms),
+    );
+    let services = vec![<Gateway as NamedService>::NAME];
+    let (health, health_service) = Health::new(services.clone()).await;
+    let (reflection_v1, reflection_v1alpha) = reflection(&services)?;
+    let router = tonic::transport::Server::builder()
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(grpc_trace_layer())
+                .layer(AuthLayer::new(verifier, grpc::policy)),
+        )
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(gateway.clone());
+
+    let (stopping, shutdown_seen) = tokio::sync::watch::channel(false);
+    let started = Arc::new(Mutex::new(Started::default()));
+    let (failed, failure) = tokio::sync::oneshot::channel::<()>();
+    let startup = tokio::spawn(start(
+        Startup {
+            config,
+            pool,
+            sealer,
+            callbacks: callbacks.zip(callback_secret),
+            gateway,
+            health: health.clone(),
+            shutdown: shutdown_seen,
+        },
+        Arc::clone(&started),
+        failed,
+    ));
+
+    tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "lock-gateway serving");
+    let incoming = latchkey::server::incoming(listener);
+    let grace = config_grace;
+    let stop_started = Arc::clone(&started);
+    serve_with_grace(
+        |signal| router.serve_with_incoming_shutdown(incoming, signal),
+        async move {
+            // A start that cannot succeed stops the server too.
+            tokio::select! {
+                () = shutdown => {}
+                Ok(()) = failure => {}
+            }
+        },
+        async move {
+            // Under the lock, so a start finishing now either is stopped here or sees
+            // that it must not begin.
+            let monitor = {
+                let mut started = lock(&stop_started);
+                started.stopped = true;
+                started.monitor.take()
+            };
+            if let Some(monitor) = monitor {
+                monitor.abort();
+            }
+            health.stop_serving().await;
+            // Streams and background work end; the receiver finishes what it holds.
+            let _ = stopping.send(true);
+        },
+        grace,
+    )
+    .await?;
+    let started = std::mem::take(&mut *lock(&started));
+    for task in started.background {
+        task.abort();
+    }
+    if let Some(receiver) = started.receiver {
+        let _ = receiver.await;
+    }
+    match startup.await {
+        Ok(Err(error)) => return Err(error),
+        Ok(Ok(())) => {}
+        Err(error) => tracing::error!(%error, "lock-gateway's start did not finish"),
+    }
+    tracing::info!("lock-gateway stopped");
+    Ok(())
+}
+
+type Gateway = LockGatewayServer<grpc::gateway::GatewayApi>;
+
+/// What [`start`] needs.
+struct Startup {
+    config: Config,
+    pool: DbPool,
+    sealer: crypto::Sealer,
+    callbacks: Option<(TcpListener, SecretString)>,
+    gateway: Deferred<Gateway>,
+    health: Health,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The tasks [`start`] began, ended when the server stops.
+#[derive(Default)]
+struct Started {
+    /// Set once shutdown has begun: nothing may start after it.
+    stopped: bool,
+    monitor: Option<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
+    receiver: Option<JoinHandle<()>>,
+}
+
+fn lock(started: &Mutex<Started>) -> std::sync::MutexGuard<'_, Started> {
+    // Only handles are kept; a panic elsewhere cannot leave them inconsistent.
+    started
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Waits for the database, then begins serving the gateway and its background work.
+/// Digests must match those stored before any key rotation, so nothing is served until
+/// the stored key is known. `failed` is told when the gateway can never start.
+async fn start(
+    startup: Startup,
+    started: Arc<Mutex<Started>>,
+    failed: tokio::sync::oneshot::Sender<()>,
+) -> Result<(), RunError> {
+    let Startup {
+        config,
+        pool,
+        sealer,
+        callbacks,
+        gateway,
+        health,
+        mut shutdown,
+    } = startup;
     let sealer = tokio::select! {
-        adopted = digest_key::adopt_when_reachable(&pool, sealer) => adopted?,
-        () = &mut shutdown => {
+        adopted = digest_key::adopt_when_reachable(&pool, sealer) => match adopted {
+            Ok(sealer) => sealer,
+            Err(error) => {
+                let _ = failed.send(());
+                return Err(error.into());
+            }
+        },
+        _ = shutdown.wait_for(|stopping| *stopping) => {
             tracing::info!("lock-gateway stopped before the database was reachable");
             return Ok(());
         }
     };
-    let (stopping, shutdown_seen) = tokio::sync::watch::channel(false);
     let state = AppState {
         pool: pool.clone(),
         accounts: accounts::Accounts::new(
@@ -123,22 +261,26 @@ pub async fn run_with_callbacks(
         low_battery_percent: config.low_battery_percent,
         inbox_wake: Arc::new(Notify::new()),
         events: events::watch::Hub::new(),
-        shutdown: shutdown_seen.clone(),
+        shutdown: shutdown.clone(),
     };
-    let mut background = vec![
+    let mut started = lock(&started);
+    if started.stopped {
+        return Ok(());
+    }
+    started.background = vec![
         tokio::spawn(state.events.clone().listen(config.db.database_url.clone())),
         events::inbox::Publisher {
             pool: pool.clone(),
             sealer: sealer.clone(),
             low_battery_percent: config.low_battery_percent,
         }
-        .spawn(state.inbox_wake.clone(), shutdown_seen.clone()),
+        .spawn(state.inbox_wake.clone(), shutdown.clone()),
     ];
     if config.lock_sync_interval_secs > 0 {
-        background.push(locks::spawn_periodic(
+        started.background.push(locks::spawn_periodic(
             state.clone(),
             std::time::Duration::from_secs(config.lock_sync_interval_secs),
-            shutdown_seen.clone(),
+            shutdown.clone(),
         ));
     }
     let days = |days: u32| (days > 0).then(|| chrono::Duration::days(i64::from(days)));
@@ -147,73 +289,36 @@ pub async fn run_with_callbacks(
         callbacks: days(config.callback_retention_days),
     };
     if kept.claims.is_some() || kept.callbacks.is_some() {
-        background.push(retention::spawn(
+        started.background.push(retention::spawn(
             pool.clone(),
             kept,
             std::time::Duration::from_secs(config.retention_interval_secs),
-            shutdown_seen.clone(),
+            shutdown.clone(),
         ));
     }
-    let receiver = match (callbacks, callback_secret) {
-        (Some(listener), Some(secret)) => {
-            let router =
-                events::callback::router(pool.clone(), sealer, secret, state.inbox_wake.clone());
-            let mut stop = shutdown_seen.clone();
-            tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "TTLock callback receiver listening");
-            Some(tokio::spawn(async move {
-                let served = axum::serve(listener, router)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.changed().await;
-                    })
-                    .await;
-                if let Err(error) = served {
-                    tracing::error!(%error, "callback receiver stopped");
-                }
-            }))
-        }
-        _ => None,
-    };
-
-    let gateway = LockGatewayServer::new(grpc::gateway::GatewayApi::new(state));
-    let services = vec![<LockGatewayServer<grpc::gateway::GatewayApi> as NamedService>::NAME];
-    let (health, health_service) = Health::new(services.clone()).await;
-    let monitor = health.spawn_monitor(
+    if let Some((listener, secret)) = callbacks {
+        let router =
+            events::callback::router(pool.clone(), sealer, secret, state.inbox_wake.clone());
+        let mut stop = shutdown.clone();
+        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "TTLock callback receiver listening");
+        started.receiver = Some(tokio::spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "callback receiver stopped");
+            }
+        }));
+    }
+    gateway.set(LockGatewayServer::new(grpc::gateway::GatewayApi::new(
+        state,
+    )));
+    started.monitor = Some(health.spawn_monitor(
         pool,
         std::time::Duration::from_millis(config.db.db_health_interval_ms),
-    );
-    let (reflection_v1, reflection_v1alpha) = reflection(&services)?;
-
-    let router = tonic::transport::Server::builder()
-        .layer(
-            tower::ServiceBuilder::new()
-                .layer(grpc_trace_layer())
-                .layer(AuthLayer::new(verifier, grpc::policy)),
-        )
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(gateway);
-
-    tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "lock-gateway serving");
-    let incoming = latchkey::server::incoming(listener);
-    serve_with_grace(
-        |signal| router.serve_with_incoming_shutdown(incoming, signal),
-        shutdown,
-        async move {
-            monitor.abort();
-            health.stop_serving().await;
-            // Streams and background work end; the receiver finishes what it holds.
-            let _ = stopping.send(true);
-        },
-        config.shutdown_grace(),
-    )
-    .await?;
-    for task in background {
-        task.abort();
-    }
-    if let Some(receiver) = receiver {
-        let _ = receiver.await;
-    }
-    tracing::info!("lock-gateway stopped");
+    ));
+    tracing::info!("lock-gateway reached its database; serving the gateway");
     Ok(())
 }

@@ -15,11 +15,29 @@ use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use tonic_types::StatusExt;
 
 async fn start(db: &TestDb) -> RunningServer<RunError> {
     let mut config = Config::new(db.url(), TEST_JWT_SECRET);
     config.db.db_health_interval_ms = 50;
     RunningServer::spawn(|listener, shutdown| lock_gateway::run(listener, config, shutdown)).await
+}
+
+/// Waits until the gateway's health reports SERVING: it has reached its database.
+async fn serving(server: &RunningServer<RunError>) {
+    let mut watch = HealthClient::new(server.channel().await)
+        .watch(HealthCheckRequest {
+            service: "latchkey.gateway.v1.LockGateway".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(update) = watch.next().await {
+        if update.unwrap().status == ServingStatus::Serving as i32 {
+            return;
+        }
+    }
+    panic!("health ended before reporting SERVING");
 }
 
 async fn database() -> TestDb {
@@ -99,22 +117,7 @@ async fn health_and_reflection_need_no_token() {
     use tonic_reflection::pb::v1;
     let db = database().await;
     let server = start(&db).await;
-    let mut health = HealthClient::new(server.channel().await);
-    let mut watch = health
-        .watch(HealthCheckRequest {
-            service: "latchkey.gateway.v1.LockGateway".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut serving = false;
-    while let Some(update) = watch.next().await {
-        if update.unwrap().status == ServingStatus::Serving as i32 {
-            serving = true;
-            break;
-        }
-    }
-    assert!(serving);
+    serving(&server).await;
 
     let mut reflection =
         v1::server_reflection_client::ServerReflectionClient::new(server.channel().await);
@@ -142,12 +145,13 @@ async fn health_and_reflection_need_no_token() {
 }
 
 #[tokio::test]
-async fn a_gateway_started_while_the_database_is_away_serves_once_it_is_back() {
+async fn a_gateway_started_while_the_database_is_away_answers_at_once_and_serves_once_it_is_back() {
     let db = database().await;
     let proxy = TcpProxy::start(postgres_addr()).await;
     proxy.cut();
     let mut config = Config::new(&proxy.url_through(db.url()), TEST_JWT_SECRET);
     config.db.db_health_interval_ms = 50;
+    config.start_wait_ms = 100;
     let server =
         RunningServer::spawn(|listener, shutdown| lock_gateway::run(listener, config, shutdown))
             .await;
@@ -155,12 +159,46 @@ async fn a_gateway_started_while_the_database_is_away_serves_once_it_is_back() {
     tokio::time::timeout(Duration::from_secs(30), proxy.refused_at_least(2))
         .await
         .expect("the gateway went on trying the database");
+
+    // Meanwhile the port answers: probes hear NOT_SERVING, calls are refused UNAVAILABLE.
+    let mut health = HealthClient::new(server.channel().await);
+    let status = tokio::time::timeout(
+        Duration::from_secs(5),
+        health.check(HealthCheckRequest {
+            service: String::new(),
+        }),
+    )
+    .await
+    .expect("health answers while the database is away")
+    .unwrap()
+    .into_inner()
+    .status;
+    assert_eq!(status, ServingStatus::NotServing as i32);
+    let service_caller = token("t1", "access-service", &["SERVICE"]);
+    let refused = tokio::time::timeout(
+        Duration::from_secs(5),
+        LockGatewayClient::new(server.channel().await)
+            .list_accounts(authorized(ListAccountsRequest {}, &service_caller)),
+    )
+    .await
+    .expect("a call is answered while the database is away")
+    .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert_eq!(
+        refused.get_error_details().error_info().unwrap().reason,
+        "STARTING"
+    );
+    // Still authenticated: no token, no answer about the gateway's state.
+    let anonymous = LockGatewayClient::new(server.channel().await)
+        .list_accounts(ListAccountsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+
     proxy.restore();
+    serving(&server).await;
     let listed = LockGatewayClient::new(server.channel().await)
-        .list_accounts(authorized(
-            ListAccountsRequest {},
-            &token("t1", "access-service", &["SERVICE"]),
-        ))
+        .list_accounts(authorized(ListAccountsRequest {}, &service_caller))
         .await
         .unwrap()
         .into_inner();
@@ -181,4 +219,26 @@ async fn a_gateway_started_while_the_database_is_away_serves_once_it_is_back() {
         .await
         .expect("it stops while waiting")
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_gateway_whose_stored_key_it_cannot_open_stops_with_the_reason() {
+    let db = database().await;
+    // A first start stores the digest key, sealed under the configured key "k1".
+    let first = start(&db).await;
+    serving(&first).await;
+    first.stop().await.unwrap();
+    // The key is replaced without keeping the old one for reading.
+    let mut config = Config::new(db.url(), TEST_JWT_SECRET);
+    config.encryption_key = secrecy::SecretString::from(
+        "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0".to_owned(),
+    );
+    config.encryption_key_id = "k2".to_owned();
+    let server =
+        RunningServer::spawn(|listener, shutdown| lock_gateway::run(listener, config, shutdown))
+            .await;
+    let ended = tokio::time::timeout(Duration::from_secs(30), server.finished())
+        .await
+        .expect("the gateway stops by itself");
+    assert!(matches!(ended, Err(RunError::Crypto(_))), "{ended:?}");
 }
