@@ -715,3 +715,81 @@ async fn two_replicas_on_one_database_apply_each_event_once() {
     }
     assert_each_event_once(&env, &second, &doors.room, before + 40).await;
 }
+
+#[tokio::test]
+async fn events_lock_gateway_deleted_before_they_were_applied_are_recorded_as_missed() {
+    let env = env().await;
+    let access = env.access().await;
+    let doors = env.doors(&access).await;
+    let before = env.gateway_cursors(ROOM_101).await.len();
+    for typed in 0..3 {
+        assert!(!env.keypad(&format!("81{typed:04}")));
+    }
+    assert_each_event_once(&env, &access, &doors.room, before + 3).await;
+
+    // access-service is away while four more events arrive, and lock-gateway deletes
+    // the first two of them as if they had outlived its retention period.
+    access.stop().await.unwrap();
+    let applied: i64 = env
+        .query("SELECT cursor FROM access.device_event_cursors WHERE tenant_id = 'acme'")
+        .await;
+    for typed in 3..7 {
+        assert!(!env.keypad(&format!("81{typed:04}")));
+    }
+    let arrived: Vec<i64> = env
+        .wait_gateway_events(ROOM_101, before + 7)
+        .await
+        .into_iter()
+        .filter(|cursor| *cursor > applied)
+        .collect();
+    let (first, second) = (arrived[0], arrived[1]);
+    assert_eq!(second, first + 1, "the two deleted events are consecutive");
+    env.db
+        .client()
+        .await
+        .execute(
+            "UPDATE gateway.device_events SET receive_time = now() - interval '31 days' \
+             WHERE tenant_id = 'acme' AND cursor IN ($1, $2)",
+            &[&first, &second],
+        )
+        .await
+        .unwrap();
+    let gateway_pool = env.db.pool(lock_gateway::db::SCHEMA);
+    let purged = lock_gateway::db::retention::purge_events_received_before(
+        &mut gateway_pool.get().await.unwrap(),
+        chrono::Utc::now() - chrono::Duration::days(30),
+        100,
+    )
+    .await
+    .unwrap();
+    assert_eq!(purged, 2);
+
+    // Back, it applies what is left and says what it never saw.
+    let access = env.access().await;
+    let rows = wait_logs(&access, &env.admin, "", "the gap and the rest", |rows| {
+        !find(rows, pb::AuditAction::DeviceEvent, "EVENTS_MISSED").is_empty()
+            && find(rows, pb::AuditAction::AccessDenied, "CODE_INVALID").len() >= 5
+    })
+    .await;
+    let missed = find(&rows, pb::AuditAction::DeviceEvent, "EVENTS_MISSED");
+    assert_eq!(missed.len(), 1, "{missed:#?}");
+    assert!(!missed[0].success);
+    let gap = metadata(missed[0]);
+    assert_eq!(gap["after"], first - 1);
+    assert_eq!(gap["next"], second + 1);
+    assert_eq!(gap["missed"], 2);
+    assert_eq!(
+        find(&rows, pb::AuditAction::AccessDenied, "CODE_INVALID").len(),
+        5,
+        "the three applied before and the two kept"
+    );
+    let verified = AuditServiceClient::new(access.channel().await)
+        .verify_audit_chain(authorized(
+            pb::VerifyAuditChainRequest::default(),
+            &env.admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(verified.valid, "{verified:?}");
+}

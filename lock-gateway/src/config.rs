@@ -95,7 +95,14 @@ pub struct Config {
     /// published again (0: forever).
     #[arg(long, env = "CALLBACK_RETENTION_DAYS", default_value_t = 7)]
     pub callback_retention_days: u32,
-    /// How often forgotten request ids and old callbacks are swept, in seconds.
+    /// Days a device event is kept for consumers that were away (0: forever). Cursors
+    /// increase by one per event, so a consumer away longer sees them jump past the
+    /// deleted ones. Longer than TTLock redelivers callbacks and records are read back,
+    /// so a record already an event is still recognised.
+    #[arg(long, env = "DEVICE_EVENT_RETENTION_DAYS", default_value_t = 30)]
+    pub device_event_retention_days: u32,
+    /// How often forgotten request ids, old callbacks and old events are swept, in
+    /// seconds.
     #[arg(long, env = "RETENTION_INTERVAL_SECS", default_value_t = 3600)]
     pub retention_interval_secs: u64,
     #[command(flatten)]
@@ -128,6 +135,7 @@ impl Config {
             lock_sync_interval_secs: 0,
             operation_retention_days: 30,
             callback_retention_days: 7,
+            device_event_retention_days: 30,
             retention_interval_secs: 3600,
             db: DbConfig::for_url(database_url),
             jwt: JwtConfig {

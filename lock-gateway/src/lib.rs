@@ -287,8 +287,9 @@ async fn start(
     let kept = retention::Retention {
         claims: days(config.operation_retention_days),
         callbacks: days(config.callback_retention_days),
+        events: days(config.device_event_retention_days),
     };
-    if kept.claims.is_some() || kept.callbacks.is_some() {
+    if kept.sweeps() {
         started.background.push(retention::spawn(
             pool.clone(),
             kept,

@@ -1,5 +1,6 @@
-//! The sweep that forgets request-id claims older than `OPERATION_RETENTION_DAYS` and
-//! callbacks processed more than `CALLBACK_RETENTION_DAYS` ago.
+//! The sweep that forgets request-id claims older than `OPERATION_RETENTION_DAYS`,
+//! callbacks processed more than `CALLBACK_RETENTION_DAYS` ago and device events received
+//! more than `DEVICE_EVENT_RETENTION_DAYS` ago.
 
 use std::time::Duration;
 
@@ -8,13 +9,24 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::db::retention::{PURGE_BATCH, purge_callbacks_processed_before, purge_claims_before};
+use crate::db::retention::{
+    PURGE_BATCH, purge_callbacks_processed_before, purge_claims_before,
+    purge_events_received_before,
+};
 
 /// How long each kind of row is kept; `None` keeps it forever.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
     pub claims: Option<chrono::Duration>,
     pub callbacks: Option<chrono::Duration>,
+    pub events: Option<chrono::Duration>,
+}
+
+impl Retention {
+    /// Whether anything is ever deleted.
+    pub fn sweeps(&self) -> bool {
+        self.claims.is_some() || self.callbacks.is_some() || self.events.is_some()
+    }
 }
 
 /// Sweeps every `interval` until shutdown, the first time at once.
@@ -62,15 +74,20 @@ async fn sweep(pool: &DbPool, retention: Retention) {
         }
     }
     if let Some(keep) = retention.callbacks {
-        match purge_callbacks_processed_before(&mut conn, now - keep, PURGE_BATCH).await {
-            Ok(0) => {}
-            Ok(purged) => {
-                tracing::info!(
-                    purged,
-                    "deleted callbacks processed before the retention period"
-                );
-            }
-            Err(error) => tracing::warn!(%error, "callback retention sweep failed"),
-        }
+        let purged = purge_callbacks_processed_before(&mut conn, now - keep, PURGE_BATCH).await;
+        report(purged, "callbacks");
+    }
+    if let Some(keep) = retention.events {
+        let purged = purge_events_received_before(&mut conn, now - keep, PURGE_BATCH).await;
+        report(purged, "device events");
+    }
+}
+
+/// Logs what one kind's sweep deleted, or why it failed.
+fn report(purged: diesel::QueryResult<u64>, kind: &'static str) {
+    match purged {
+        Ok(0) => {}
+        Ok(purged) => tracing::info!(purged, kind, "deleted rows past their retention period"),
+        Err(error) => tracing::warn!(%error, kind, "retention sweep failed"),
     }
 }

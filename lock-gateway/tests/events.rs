@@ -9,7 +9,7 @@ use std::time::Duration;
 use latchkey::pb::gateway::v1 as pb;
 use latchkey::pb::gateway::v1::lock_gateway_client::LockGatewayClient;
 use latchkey::testkit::{RunningServer, TEST_JWT_SECRET, TestDb, authorized, token};
-use lock_gateway::db::retention::purge_callbacks_processed_before;
+use lock_gateway::db::retention::{purge_callbacks_processed_before, purge_events_received_before};
 use lock_gateway::sim::{SimConfig, SimHandle, Simulator};
 use lock_gateway::ttlock::{
     AccountConfig, ClientConfig, ManualClock, PasscodeText, Password, TtlockClient, Validity, clock,
@@ -950,5 +950,73 @@ async fn callbacks_processed_before_the_retention_period_are_deleted_and_never_a
             .unwrap(),
         0,
         "callbacks processed since are kept"
+    );
+}
+
+#[tokio::test]
+async fn events_received_before_the_retention_period_are_deleted_and_cursors_number_on() {
+    let env = env().await;
+    env.sync().await;
+    let synced = env
+        .count("SELECT count(*) FROM gateway.device_events")
+        .await;
+    let url = env.gateway.callback_url(SECRET);
+    let card_at = |ms: i64| CAPTURED_BODY.replace("1680810186000", &ms.to_string());
+    let mut everything = env.watch(0).await;
+    for ms in [1_680_810_186_000_i64, 1_680_810_246_000, 1_680_810_306_000] {
+        assert_eq!(post(&url, &card_at(ms)).await.status(), 200);
+    }
+    let all = take(&mut everything, usize::try_from(synced).unwrap() + 3).await;
+    let last = all.last().unwrap().cursor;
+    assert_eq!(
+        all.iter().map(|e| e.cursor).collect::<Vec<_>>(),
+        (1..=last).collect::<Vec<_>>()
+    );
+    // All but the newest were received 31 days ago.
+    env.db
+        .client()
+        .await
+        .execute(
+            "UPDATE gateway.device_events SET receive_time = now() - interval '31 days' \
+             WHERE cursor < $1",
+            &[&last],
+        )
+        .await
+        .unwrap();
+
+    let pool = env.db.pool(lock_gateway::db::SCHEMA);
+    let mut conn = pool.get().await.unwrap();
+    let before = chrono::Utc::now() - chrono::Duration::days(30);
+    // Two rows per statement: the sweep goes on until none is left.
+    assert_eq!(
+        purge_events_received_before(&mut conn, before, 2)
+            .await
+            .unwrap(),
+        u64::try_from(last - 1).unwrap()
+    );
+    assert_eq!(
+        purge_events_received_before(&mut conn, before, 2)
+            .await
+            .unwrap(),
+        0,
+        "events received since are kept"
+    );
+
+    // A consumer that was away sees the cursor jump past what was deleted.
+    let mut away = env.watch(0).await;
+    let first = take(&mut away, 1).await.remove(0);
+    assert_eq!(first.cursor, last);
+    assert_eq!(first.occur_time.unwrap().seconds * 1000, 1_680_810_306_000);
+    // The kept event is still recognised when TTLock delivers its record again, and a
+    // new one is numbered on after the deleted cursors.
+    assert_eq!(post(&url, &card_at(1_680_810_306_000)).await.status(), 200);
+    assert_eq!(post(&url, &card_at(1_680_810_366_000)).await.status(), 200);
+    let next = take(&mut away, 1).await.remove(0);
+    assert_eq!(next.cursor, last + 1);
+    assert_eq!(next.occur_time.unwrap().seconds * 1000, 1_680_810_366_000);
+    assert_eq!(
+        env.count("SELECT count(*) FROM gateway.device_events")
+            .await,
+        2
     );
 }

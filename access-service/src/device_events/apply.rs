@@ -246,6 +246,27 @@ fn exhausted_entry(tenant: &str, code: &CodeUse, used: i32, cursor: i64) -> Audi
     entry
 }
 
+/// The row saying the events after cursor `after` and before `next` were never applied:
+/// lock-gateway deleted them first.
+fn missed_entry(tenant: &str, after: i64, next: i64) -> AuditEntry {
+    let mut entry = AuditEntry::new(tenant, ACTOR, AuditAction::DeviceEvent, false);
+    entry.target_type = "device_events".to_owned();
+    entry.target_id = format!("{}-{}", after + 1, next - 1);
+    entry.reason_code = "EVENTS_MISSED".to_owned();
+    entry.reason = format!(
+        "device events {}..{} were deleted by lock-gateway after its retention period before they were applied",
+        after + 1,
+        next - 1
+    );
+    entry.metadata = json!({
+        "after": after,
+        "next": next,
+        "missed": next - after - 1,
+    })
+    .to_string();
+    entry
+}
+
 /// Applies `event` for `tenant`. Call inside a transaction: the cursor row stays locked
 /// until it commits. Locks are taken door, code, code doors, audit head, the order the
 /// directory and code changes take them, so neither waits on the other in a cycle.
@@ -260,19 +281,25 @@ pub async fn apply(
     if event.cursor <= applied {
         return Ok(Applied::AlreadyApplied);
     }
-    if event.cursor > applied + 1 {
+    // Cursors increase by one: a jump means lock-gateway deleted the events between
+    // after its retention period, before they were applied. The log says so.
+    let missed = (event.cursor > applied + 1).then(|| {
         tracing::warn!(
             after = applied,
             cursor = event.cursor,
             "device event cursors skipped; lock-gateway no longer holds the ones between"
         );
-    }
+        missed_entry(tenant, applied, event.cursor)
+    });
     let account = Uuid::parse_str(&event.account_id).ok();
     let door = match account {
         Some(account) => db::door_on_lock(conn, tenant, account, event.lock_id).await?,
         None => None,
     };
     let Some(door) = door else {
+        if let Some(missed) = missed {
+            store::append(conn, vec![missed], burst).await?;
+        }
         db::set_cursor(conn, tenant, event.cursor).await?;
         return Ok(Applied::NoDoor);
     };
@@ -307,7 +334,8 @@ pub async fn apply(
         }
     }
     let used_up = exhausted.is_some();
-    let mut entries = vec![row];
+    let mut entries: Vec<AuditEntry> = missed.into_iter().collect();
+    entries.push(row);
     entries.extend(exhausted);
     store::append(conn, entries, burst).await?;
     db::set_cursor(conn, tenant, event.cursor).await?;

@@ -1,7 +1,8 @@
 //! Forgetting what only has to be remembered for a while: request-id claims, which only
-//! have to outlive the retries of their request, and processed callbacks, which only have
-//! to outlive TTLock's redeliveries of them. Kept forever, both would grow with every
-//! operation and every event at every lock.
+//! have to outlive the retries of their request, processed callbacks, which only have to
+//! outlive TTLock's redeliveries of them, and device events, which only have to outlive
+//! their consumers' absences. Kept forever, all would grow with every operation and every
+//! event at every lock.
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Int8, Timestamptz};
@@ -41,6 +42,16 @@ pub async fn purge_callbacks_processed_before(
     batch: i64,
 ) -> diesel::QueryResult<u64> {
     purge(conn, "callback_inbox", "process_time", before, batch).await
+}
+
+/// Deletes the device events received before `before`. Each tenant's head keeps its last
+/// cursor, so later events are numbered on after the deleted ones.
+pub async fn purge_events_received_before(
+    conn: &mut AsyncPgConnection,
+    before: DateTime<Utc>,
+    batch: i64,
+) -> diesel::QueryResult<u64> {
+    purge(conn, "device_events", "receive_time", before, batch).await
 }
 
 /// `table` and `column` are the constants above, never input.

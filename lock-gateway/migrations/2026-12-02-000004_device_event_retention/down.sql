@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS device_events_receive_time_idx;
