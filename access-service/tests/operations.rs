@@ -1,5 +1,6 @@
-//! Operating the service: migrations, reflection, health that follows the database,
-//! pool exhaustion, and a graceful shutdown that lets in-flight calls finish.
+//! Operating the service: migrations, reflection, health that follows the database (also
+//! from a start without it), pool exhaustion, and a graceful shutdown that lets in-flight
+//! calls finish.
 
 #![allow(clippy::unwrap_used)]
 
@@ -187,6 +188,58 @@ async fn health_follows_the_database_without_a_restart() {
         .list_properties(authorized(ListPropertiesRequest::default(), &admin))
         .await;
     assert!(listed.is_ok(), "{listed:?}");
+}
+
+#[tokio::test]
+async fn a_service_started_while_the_database_is_away_answers_and_serves_once_it_is_back() {
+    let db = common::database().await;
+    let proxy = TcpProxy::start(postgres_addr()).await;
+    proxy.cut();
+    let server = common::start(common::config(&proxy.url_through(db.url()))).await;
+    let mut health = HealthClient::new(server.channel().await);
+    let mut directory = common::directory(&server).await;
+    let admin = token("t1", "adm", &["ADMIN"]);
+
+    // Probes and calls are answered at once, not left hanging on the port.
+    let check = tokio::time::timeout(
+        Duration::from_secs(10),
+        health.check(HealthCheckRequest {
+            service: String::new(),
+        }),
+    )
+    .await
+    .expect("health answers while the database is away")
+    .unwrap()
+    .into_inner();
+    assert_eq!(check.status, ServingStatus::NotServing as i32);
+    let status = tokio::time::timeout(
+        Duration::from_secs(10),
+        directory.list_properties(authorized(ListPropertiesRequest::default(), &admin)),
+    )
+    .await
+    .expect("a call is answered while the database is away")
+    .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+
+    proxy.restore();
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    wait_for(&mut watch, ServingStatus::Serving).await;
+    let created = directory
+        .create_property(authorized(new_property(), &admin))
+        .await;
+    assert!(created.is_ok(), "{created:?}");
+    let listed = directory
+        .list_properties(authorized(ListPropertiesRequest::default(), &admin))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.properties.len(), 1);
 }
 
 #[tokio::test]
