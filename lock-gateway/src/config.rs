@@ -53,8 +53,9 @@ pub struct Config {
     /// How long in-flight calls may run once shutdown begins, in milliseconds.
     #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 20_000)]
     pub shutdown_grace_ms: u64,
-    /// How long a gateway call made while the gateway is still waiting for its database
-    /// waits for it before being refused UNAVAILABLE, in milliseconds.
+    /// How long a gateway call or TTLock callback made while the gateway is still
+    /// waiting for its database waits for it before being refused (UNAVAILABLE, 503), in
+    /// milliseconds.
     #[arg(long, env = "START_WAIT_MS", default_value_t = 3_000)]
     pub start_wait_ms: u64,
     /// AES-256 key (64 hex characters) that seals TTLock secrets and tokens at rest.

@@ -31,7 +31,7 @@ use latchkey::server::{Health, reflection, serve_with_grace};
 use latchkey::telemetry::grpc_trace_layer;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, SetOnce};
 use tokio::task::JoinHandle;
 use tonic::server::NamedService;
 
@@ -126,6 +126,18 @@ pub async fn run_with_callbacks(
         .add_service(gateway.clone());
 
     let (stopping, shutdown_seen) = tokio::sync::watch::channel(false);
+    // The callback receiver answers from the start too: a callback waits up to
+    // START_WAIT_MS for the gateway to start, then is refused 503 (TTLock delivers it
+    // again, and the records read finds it), instead of hanging on a port nothing reads.
+    let callback_app = Arc::new(SetOnce::<axum::Router>::new());
+    let receiver = callbacks.map(|listener| {
+        serve_callbacks(
+            listener,
+            Arc::clone(&callback_app),
+            std::time::Duration::from_millis(config.start_wait_ms),
+            shutdown_seen.clone(),
+        )
+    });
     let started = Arc::new(Mutex::new(Started::default()));
     let (failed, failure) = tokio::sync::oneshot::channel::<()>();
     let startup = tokio::spawn(start(
@@ -133,7 +145,7 @@ pub async fn run_with_callbacks(
             config,
             pool,
             sealer,
-            callbacks: callbacks.zip(callback_secret),
+            callbacks: callback_secret.map(|secret| (callback_app, secret)),
             gateway,
             health: health.clone(),
             shutdown: shutdown_seen,
@@ -177,7 +189,7 @@ pub async fn run_with_callbacks(
     for task in started.background {
         task.abort();
     }
-    if let Some(receiver) = started.receiver {
+    if let Some(receiver) = receiver {
         let _ = receiver.await;
     }
     match startup.await {
@@ -196,7 +208,8 @@ struct Startup {
     config: Config,
     pool: DbPool,
     sealer: crypto::Sealer,
-    callbacks: Option<(TcpListener, SecretString)>,
+    /// Where the callback routes go once the gateway has started, and their secret.
+    callbacks: Option<(Arc<SetOnce<axum::Router>>, SecretString)>,
     gateway: Deferred<Gateway>,
     health: Health,
     shutdown: tokio::sync::watch::Receiver<bool>,
@@ -209,7 +222,6 @@ struct Started {
     stopped: bool,
     monitor: Option<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
-    receiver: Option<JoinHandle<()>>,
 }
 
 fn lock(started: &Mutex<Started>) -> std::sync::MutexGuard<'_, Started> {
@@ -297,21 +309,13 @@ async fn start(
             shutdown.clone(),
         ));
     }
-    if let Some((listener, secret)) = callbacks {
-        let router =
-            events::callback::router(pool.clone(), sealer, secret, state.inbox_wake.clone());
-        let mut stop = shutdown.clone();
-        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "TTLock callback receiver listening");
-        started.receiver = Some(tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await;
-            if let Err(error) = served {
-                tracing::error!(%error, "callback receiver stopped");
-            }
-        }));
+    if let Some((app, secret)) = callbacks {
+        let _ = app.set(events::callback::router(
+            pool.clone(),
+            sealer,
+            secret,
+            state.inbox_wake.clone(),
+        ));
     }
     gateway.set(LockGatewayServer::new(grpc::gateway::GatewayApi::new(
         state,
@@ -322,4 +326,43 @@ async fn start(
     ));
     tracing::info!("lock-gateway reached its database; serving the gateway");
     Ok(())
+}
+
+/// Serves the callback receiver on `listener` until shutdown: the routes in `app` once
+/// they are set; before, a callback waits up to `patience` for them, then gets
+/// `503 starting`.
+fn serve_callbacks(
+    listener: TcpListener,
+    app: Arc<SetOnce<axum::Router>>,
+    patience: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    use tower::ServiceExt as _;
+    let router = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let app = Arc::clone(&app);
+        async move {
+            match tokio::time::timeout(patience, app.wait()).await {
+                Ok(routes) => match routes.clone().oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                },
+                Err(_) => axum::response::IntoResponse::into_response((
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    [(axum::http::header::CONTENT_TYPE, "text/plain")],
+                    "starting",
+                )),
+            }
+        }
+    });
+    tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "TTLock callback receiver listening");
+    tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "callback receiver stopped");
+        }
+    })
 }

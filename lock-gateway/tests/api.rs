@@ -40,6 +40,21 @@ async fn serving(server: &RunningServer<RunError>) {
     panic!("health ended before reporting SERVING");
 }
 
+const CALLBACK_SECRET: &str = "callback-secret-of-the-api-tests";
+
+/// Posts a TTLock lock-record callback to the receiver.
+async fn post_callback(url: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            "lockId=7252408&notifyType=1&records=%5B%7B%22lockId%22%3A7252408%2C%22recordType%22%3A7%2C%22success%22%3A1%2C%22lockDate%22%3A1680810186000%7D%5D",
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn database() -> TestDb {
     TestDb::migrated(vec![(
         lock_gateway::db::SCHEMA,
@@ -152,9 +167,16 @@ async fn a_gateway_started_while_the_database_is_away_answers_at_once_and_serves
     let mut config = Config::new(&proxy.url_through(db.url()), TEST_JWT_SECRET);
     config.db.db_health_interval_ms = 50;
     config.start_wait_ms = 100;
-    let server =
-        RunningServer::spawn(|listener, shutdown| lock_gateway::run(listener, config, shutdown))
-            .await;
+    config.callback_secret = Some(secrecy::SecretString::from(CALLBACK_SECRET.to_owned()));
+    let callbacks = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let callback_url = format!(
+        "http://{}/ttlock/callback/{CALLBACK_SECRET}",
+        callbacks.local_addr().unwrap()
+    );
+    let server = RunningServer::spawn(|listener, shutdown| {
+        lock_gateway::run_with_callbacks(listener, Some(callbacks), config, shutdown)
+    })
+    .await;
     // It keeps trying rather than giving up at the first refusal.
     tokio::time::timeout(Duration::from_secs(30), proxy.refused_at_least(2))
         .await
@@ -188,6 +210,11 @@ async fn a_gateway_started_while_the_database_is_away_answers_at_once_and_serves
         refused.get_error_details().error_info().unwrap().reason,
         "STARTING"
     );
+    // TTLock's callbacks are refused for now, so it delivers them again later.
+    let early = tokio::time::timeout(Duration::from_secs(5), post_callback(&callback_url))
+        .await
+        .expect("the callback receiver answers while the database is away");
+    assert_eq!(early.status(), 503);
     // Still authenticated: no token, no answer about the gateway's state.
     let anonymous = LockGatewayClient::new(server.channel().await)
         .list_accounts(ListAccountsRequest {})
@@ -203,6 +230,9 @@ async fn a_gateway_started_while_the_database_is_away_answers_at_once_and_serves
         .unwrap()
         .into_inner();
     assert!(listed.accounts.is_empty());
+    let stored = post_callback(&callback_url).await;
+    assert_eq!(stored.status(), 200);
+    assert_eq!(stored.text().await.unwrap(), "success");
     server.stop().await.unwrap();
 
     // Stopped while it waits, it ends without having served.
