@@ -1,8 +1,8 @@
-//! A gRPC service mounted before it can be built. A server binds its port and answers
-//! health (NOT_SERVING) and reflection at once, while what its own service needs (the
-//! database, a stored key) is still being waited for. A call to the service meanwhile
-//! waits a little for it, then is refused with `UNAVAILABLE`, which clients retry,
-//! instead of hanging on a port nothing reads.
+//! A service mounted before it can be built. A server binds its port and answers health
+//! (NOT_SERVING) and reflection at once, while what its own service needs (the database,
+//! a stored key) is still being waited for. A call to the service meanwhile waits a
+//! little for it ([`Deferred::ready`]), then is refused, which clients retry, instead of
+//! hanging on a port nothing reads: as a gRPC service, with `UNAVAILABLE`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -60,8 +60,14 @@ impl<S> Deferred<S> {
         self.inner.set(service).is_ok()
     }
 
-    pub fn is_ready(&self) -> bool {
-        self.inner.initialized()
+    /// What serves, once set; waits up to `patience` for it, `None` if it did not come.
+    pub async fn ready(&self) -> Option<&S> {
+        match self.inner.get() {
+            Some(service) => Some(service),
+            None => tokio::time::timeout(self.patience, self.inner.wait())
+                .await
+                .ok(),
+        }
     }
 }
 
@@ -93,9 +99,9 @@ where
         }
         let this = self.clone();
         Box::pin(async move {
-            match tokio::time::timeout(this.patience, this.inner.wait()).await {
-                Ok(service) => service.clone().oneshot(request).await,
-                Err(_) => {
+            match this.ready().await {
+                Some(service) => service.clone().oneshot(request).await,
+                None => {
                     let status = ApiError::unavailable(
                         "STARTING",
                         "the service is starting: it waits for its database",

@@ -31,7 +31,7 @@ use latchkey::server::{Health, reflection, serve_with_grace};
 use latchkey::telemetry::grpc_trace_layer;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, SetOnce};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tonic::server::NamedService;
 
@@ -96,7 +96,8 @@ pub async fn run_with_callbacks(
             ));
         }
     };
-    let config_grace = config.shutdown_grace();
+    let grace = config.shutdown_grace();
+    let patience = std::time::Duration::from_millis(config.start_wait_ms);
     let pool = latchkey::db::build_pool(&config.db, db::SCHEMA, APPLICATION, None)?;
     let verifier = JwtVerifier::from_config(&config.jwt)?;
     let sealer = crypto::Sealer::new(
@@ -107,10 +108,7 @@ pub async fn run_with_callbacks(
 
     // The port answers from the start: health says NOT_SERVING and the gateway's calls
     // are refused UNAVAILABLE until the database has been reached (see `start`).
-    let gateway = Deferred::<Gateway>::new(
-        error::DOMAIN,
-        std::time::Duration::from_millis(config.start_wait_ms),
-    );
+    let gateway = Deferred::<Gateway>::new(error::DOMAIN, patience);
     let services = vec![<Gateway as NamedService>::NAME];
     let (health, health_service) = Health::new(services.clone()).await;
     let (reflection_v1, reflection_v1alpha) = reflection(&services)?;
@@ -129,15 +127,9 @@ pub async fn run_with_callbacks(
     // The callback receiver answers from the start too: a callback waits up to
     // START_WAIT_MS for the gateway to start, then is refused 503 (TTLock delivers it
     // again, and the records read finds it), instead of hanging on a port nothing reads.
-    let callback_app = Arc::new(SetOnce::<axum::Router>::new());
-    let receiver = callbacks.map(|listener| {
-        serve_callbacks(
-            listener,
-            Arc::clone(&callback_app),
-            std::time::Duration::from_millis(config.start_wait_ms),
-            shutdown_seen.clone(),
-        )
-    });
+    let callback_app = Deferred::<axum::Router>::new(error::DOMAIN, patience);
+    let receiver = callbacks
+        .map(|listener| serve_callbacks(listener, callback_app.clone(), shutdown_seen.clone()));
     let started = Arc::new(Mutex::new(Started::default()));
     let (failed, failure) = tokio::sync::oneshot::channel::<()>();
     let startup = tokio::spawn(start(
@@ -156,7 +148,6 @@ pub async fn run_with_callbacks(
 
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "lock-gateway serving");
     let incoming = latchkey::server::incoming(listener);
-    let grace = config_grace;
     let stop_started = Arc::clone(&started);
     serve_with_grace(
         |signal| router.serve_with_incoming_shutdown(incoming, signal),
@@ -209,7 +200,7 @@ struct Startup {
     pool: DbPool,
     sealer: crypto::Sealer,
     /// Where the callback routes go once the gateway has started, and their secret.
-    callbacks: Option<(Arc<SetOnce<axum::Router>>, SecretString)>,
+    callbacks: Option<(Deferred<axum::Router>, SecretString)>,
     gateway: Deferred<Gateway>,
     health: Health,
     shutdown: tokio::sync::watch::Receiver<bool>,
@@ -310,7 +301,7 @@ async fn start(
         ));
     }
     if let Some((app, secret)) = callbacks {
-        let _ = app.set(events::callback::router(
+        app.set(events::callback::router(
             pool.clone(),
             sealer,
             secret,
@@ -329,24 +320,23 @@ async fn start(
 }
 
 /// Serves the callback receiver on `listener` until shutdown: the routes in `app` once
-/// they are set; before, a callback waits up to `patience` for them, then gets
+/// they are set; before, a callback waits for them as long as `app` allows, then gets
 /// `503 starting`.
 fn serve_callbacks(
     listener: TcpListener,
-    app: Arc<SetOnce<axum::Router>>,
-    patience: std::time::Duration,
+    app: Deferred<axum::Router>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     use tower::ServiceExt as _;
     let router = axum::Router::new().fallback(move |request: axum::extract::Request| {
-        let app = Arc::clone(&app);
+        let app = app.clone();
         async move {
-            match tokio::time::timeout(patience, app.wait()).await {
-                Ok(routes) => match routes.clone().oneshot(request).await {
+            match app.ready().await {
+                Some(routes) => match routes.clone().oneshot(request).await {
                     Ok(response) => response,
                     Err(never) => match never {},
                 },
-                Err(_) => axum::response::IntoResponse::into_response((
+                None => axum::response::IntoResponse::into_response((
                     axum::http::StatusCode::SERVICE_UNAVAILABLE,
                     [(axum::http::header::CONTENT_TYPE, "text/plain")],
                     "starting",
