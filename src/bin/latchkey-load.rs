@@ -7,6 +7,10 @@
 //! token's tenant (one granting the member, the rest for other roles), so the cost of a
 //! large tenant can be compared with a small one. `--expect-denied` loads the denial
 //! path instead: every answer must be a denial.
+//!
+//! `--token` may be given once per tenant: each tenant is seeded alike and the
+//! requests in flight are shared out among them, so the cost of many tenants' chains
+//! committing side by side can be compared with one tenant's.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,9 +35,9 @@ struct Args {
     /// access-service URL.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     target: String,
-    /// ADMIN bearer token of the tenant to load.
-    #[arg(long, env = "LATCHKEY_TOKEN")]
-    token: String,
+    /// ADMIN bearer token of a tenant to load; repeat it to load several tenants.
+    #[arg(long, env = "LATCHKEY_TOKEN", required = true, value_delimiter = ',')]
+    token: Vec<String>,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -43,7 +47,8 @@ struct Args {
     /// HTTP/2 connections to spread the load over.
     #[arg(long, default_value_t = 4)]
     connections: usize,
-    /// Rules to create before the run (0: use --door and --user as given).
+    /// Rules to create in each tenant before the run (0: use --door and --user as
+    /// given, with a single token).
     #[arg(long, default_value_t = 10)]
     seed_rules: usize,
     #[arg(long, default_value = "")]
@@ -228,10 +233,17 @@ where
     phase
 }
 
+/// What one tenant's requests carry.
+#[derive(Debug, Clone)]
+struct Target {
+    token: MetadataValue<tonic::metadata::Ascii>,
+    door: String,
+    user: String,
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let token: MetadataValue<tonic::metadata::Ascii> = format!("Bearer {}", args.token).parse()?;
     let mut channels = Vec::new();
     for _ in 0..args.connections.max(1) {
         channels.push(
@@ -241,18 +253,27 @@ async fn main() -> Result<()> {
                 .await?,
         );
     }
-    let (door, user) = if args.seed_rules > 0 {
-        seed(channels[0].clone(), &token, args.seed_rules).await?
-    } else {
-        (args.door.clone(), args.user.clone())
-    };
+    if args.seed_rules == 0 && args.token.len() > 1 {
+        return Err("--seed-rules 0 takes one --token, with --door and --user".into());
+    }
+    let mut targets = Vec::new();
+    for token in &args.token {
+        let token: MetadataValue<tonic::metadata::Ascii> = format!("Bearer {token}").parse()?;
+        let (door, user) = if args.seed_rules > 0 {
+            seed(channels[0].clone(), &token, args.seed_rules).await?
+        } else {
+            (args.door.clone(), args.user.clone())
+        };
+        targets.push(Target { token, door, user });
+    }
     let duration = Duration::from_secs(args.duration);
     println!(
-        "target {}  concurrency {}  duration {}s  connections {}",
+        "target {}  concurrency {}  duration {}s  connections {}  tenants {}",
         args.target,
         args.concurrency,
         args.duration,
-        channels.len()
+        channels.len(),
+        targets.len()
     );
 
     let clients: Vec<AccessServiceClient<Channel>> = channels
@@ -260,13 +281,14 @@ async fn main() -> Result<()> {
         .cloned()
         .map(AccessServiceClient::new)
         .collect();
-    let (check_token, check_door, check_user) = (token.clone(), door.clone(), user.clone());
     let expect_granted = !args.expect_denied;
+    let check_targets = targets.clone();
     let mut check = drive(args.concurrency, duration, move |worker| {
         let mut client = clients[worker % clients.len()].clone();
-        let request = authorized(&check_token, pb::CheckAccessRequest {
-            door_id: check_door.clone(),
-            user_id: check_user.clone(),
+        let target = &check_targets[worker % check_targets.len()];
+        let request = authorized(&target.token, pb::CheckAccessRequest {
+            door_id: target.door.clone(),
+            user_id: target.user.clone(),
             method: pb::AccessMethod::Card as i32,
             client_ip: "127.0.0.1".into(),
             request_id: String::new(),
