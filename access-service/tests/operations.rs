@@ -20,6 +20,19 @@ use tonic_types::StatusExt;
 
 const DIRECTORY: &str = "latchkey.access.v1.DirectoryService";
 
+/// The server's overall health, as a Watch stream.
+async fn watch_health(
+    health: &mut HealthClient<tonic::transport::Channel>,
+) -> tonic::Streaming<HealthCheckResponse> {
+    health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// Reads a health Watch stream until it reports `wanted`.
 async fn wait_for(stream: &mut tonic::Streaming<HealthCheckResponse>, wanted: ServingStatus) {
     let seen = tokio::time::timeout(Duration::from_secs(30), async {
@@ -157,13 +170,7 @@ async fn health_follows_the_database_without_a_restart() {
     let mut directory = common::directory(&server).await;
     let admin = token("t1", "adm", &["ADMIN"]);
 
-    let mut watch = health
-        .watch(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = watch_health(&mut health).await;
     wait_for(&mut watch, ServingStatus::Serving).await;
 
     proxy.cut();
@@ -222,13 +229,7 @@ async fn a_service_started_while_the_database_is_away_answers_and_serves_once_it
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
 
     proxy.restore();
-    let mut watch = health
-        .watch(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = watch_health(&mut health).await;
     wait_for(&mut watch, ServingStatus::Serving).await;
     let created = directory
         .create_property(authorized(new_property(), &admin))
@@ -291,13 +292,7 @@ async fn graceful_shutdown_lets_an_in_flight_call_finish() {
         .await
         .unwrap();
     let mut health = HealthClient::new(server.channel().await);
-    let mut watch = health
-        .watch(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = watch_health(&mut health).await;
     wait_for(&mut watch, ServingStatus::Serving).await;
 
     let mut locker = db.client().await;
