@@ -345,15 +345,16 @@ pub async fn update_rule(
     .await
 }
 
-pub async fn delete_rule(state: &AppState, caller: &Caller, id: &str) -> Result<()> {
+/// Deletes the rule; returns the door it was on.
+pub async fn delete_rule(state: &AppState, caller: &Caller, id: &str) -> Result<Uuid> {
     let mut violations = FieldViolations::default();
     let uuid = parse_id("id", id, &mut violations);
     violations.check()?;
     let mut conn = state.pool.get().await?;
     conn.transaction(async |conn| {
-        if !rules::delete(conn, &caller.tenant_id, uuid).await? {
+        let Some(door) = rules::delete(conn, &caller.tenant_id, uuid).await? else {
             return Err(ApiError::not_found("rule", id).into());
-        }
+        };
         let target = uuid.to_string();
         record(
             conn,
@@ -364,7 +365,7 @@ pub async fn delete_rule(state: &AppState, caller: &Caller, id: &str) -> Result<
             json!({}),
         )
         .await?;
-        Ok::<_, Error>(())
+        Ok::<_, Error>(door)
     })
     .await
 }

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use crate::audit::writer::AuditWriter;
 use crate::code_keys::CodeKeys;
 use crate::gateway::GatewayClient;
-use crate::snapshot::SnapshotCache;
+use crate::snapshot::{Change, SnapshotCache};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -30,8 +30,8 @@ impl AppState {
     /// After an administrative change to `tenant_id` commits: this replica decides with
     /// it at once, so a caller reads its own write; the others follow the change
     /// notification.
-    pub fn changed(&self, tenant_id: &str) {
-        self.snapshots.invalidate(tenant_id);
+    pub fn changed(&self, tenant_id: &str, change: Change) {
+        self.snapshots.invalidate(tenant_id, change);
     }
 }
 

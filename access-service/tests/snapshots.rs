@@ -1,11 +1,14 @@
-//! The per-tenant snapshot cache: requests that miss together share one load.
+//! The per-tenant snapshot cache: requests that miss together share one load, and a
+//! change rereads only the part of the tenant it touched.
 
 #![allow(clippy::unwrap_used)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use access_service::snapshot::SnapshotCache;
+use access_service::snapshot::{SnapshotCache, TenantSnapshot};
 use latchkey::testkit::TestDb;
+use uuid::Uuid;
 
 #[tokio::test]
 async fn concurrent_misses_share_one_load_of_the_tenant() {
@@ -14,17 +17,7 @@ async fn concurrent_misses_share_one_load_of_the_tenant() {
         access_service::db::MIGRATIONS,
     )])
     .await;
-    let pool = db.pool(access_service::db::SCHEMA);
-    let cache = SnapshotCache::new(pool);
-    let listener = tokio::spawn(cache.clone().listen(db.secret_url()));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !cache.is_listening() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the listener never connected"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (cache, listener) = listening(&db).await;
     let gets: Vec<_> = (0..32)
         .map(|_| {
             let cache = cache.clone();
@@ -39,5 +32,204 @@ async fn concurrent_misses_share_one_load_of_the_tenant() {
     assert_eq!(cache.loads(), 1, "then served from the cache");
     cache.get("other").await.unwrap();
     assert_eq!(cache.loads(), 2, "another tenant loads on its own");
+    listener.abort();
+}
+
+/// The snapshot of "acme" once `ready` holds of it, read again as changes arrive.
+async fn until(
+    cache: &SnapshotCache,
+    what: &str,
+    ready: impl Fn(&TenantSnapshot) -> bool,
+) -> Arc<TenantSnapshot> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let snapshot = cache.get("acme").await.unwrap();
+        if ready(&snapshot) {
+            return snapshot;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} never reached the snapshot"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+const A: Uuid = Uuid::from_u128(0xa);
+const B: Uuid = Uuid::from_u128(0xb);
+const RULE_A: Uuid = Uuid::from_u128(0x1a);
+const RULE_B: Uuid = Uuid::from_u128(0x1b);
+const USER: Uuid = Uuid::from_u128(0x5);
+
+/// A database whose tenant "acme" has doors A and B with a rule each and one user, and
+/// a client on it with the service's schema first on the path.
+async fn acme() -> (TestDb, tokio_postgres::Client) {
+    let db = TestDb::migrated(vec![(
+        access_service::db::SCHEMA,
+        access_service::db::MIGRATIONS,
+    )])
+    .await;
+    let sql = db.client().await;
+    let property = Uuid::from_u128(0x9);
+    sql.batch_execute(&format!(
+        "SET search_path TO access;
+         INSERT INTO tenants (tenant_id) VALUES ('acme');
+         INSERT INTO properties (id, tenant_id, name, time_zone)
+             VALUES ('{property}', 'acme', 'HQ', 'Europe/Madrid');
+         INSERT INTO doors (id, tenant_id, property_id, name, door_type) VALUES
+             ('{A}', 'acme', '{property}', 'A', 'ROOM'), ('{B}', 'acme', '{property}', 'B', 'ROOM');
+         INSERT INTO users (id, tenant_id, name, roles) VALUES ('{USER}', 'acme', 'Ana', '{{staff}}');
+         INSERT INTO rules (id, tenant_id, door_id, name, roles) VALUES
+             ('{RULE_A}', 'acme', '{A}', 'staff at A', '{{staff}}'),
+             ('{RULE_B}', 'acme', '{B}', 'Ana at B', '{{}}');"
+    ))
+    .await
+    .unwrap();
+    (db, sql)
+}
+
+/// A cache on `db` whose listener has connected.
+async fn listening(db: &TestDb) -> (Arc<SnapshotCache>, tokio::task::JoinHandle<()>) {
+    let cache = SnapshotCache::new(db.pool(access_service::db::SCHEMA));
+    let listener = tokio::spawn(cache.clone().listen(db.secret_url()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !cache.is_listening() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the listener never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (cache, listener)
+}
+
+#[tokio::test]
+async fn a_change_rereads_only_the_part_it_touched() {
+    let (db, sql) = acme().await;
+    let (cache, listener) = listening(&db).await;
+    let first = cache.get("acme").await.unwrap();
+    assert_eq!(first.door_rules(&A).len(), 1);
+
+    // A lock's status report: the doors are read again, nothing else.
+    sql.batch_execute(&format!(
+        "UPDATE doors SET status = 'LOCKED', status_time = now() WHERE id = '{A}'"
+    ))
+    .await
+    .unwrap();
+    let second = until(&cache, "the status", |s| s.doors[&A].status == "LOCKED").await;
+    assert!(!Arc::ptr_eq(&first.doors, &second.doors));
+    assert!(Arc::ptr_eq(&first.rules, &second.rules), "rules shared");
+    assert!(Arc::ptr_eq(&first.users, &second.users), "users shared");
+    assert!(Arc::ptr_eq(&first.memberships, &second.memberships));
+    assert!(Arc::ptr_eq(&first.codes, &second.codes));
+
+    // A rule switched off at door A: A's rules are read again, B's are shared.
+    sql.batch_execute(&format!(
+        "UPDATE rules SET active = FALSE WHERE id = '{RULE_A}'"
+    ))
+    .await
+    .unwrap();
+    let third = until(&cache, "the rule's edit", |s| s.door_rules(&A).is_empty()).await;
+    assert!(Arc::ptr_eq(first.door_rules(&B), third.door_rules(&B)));
+    assert!(Arc::ptr_eq(&second.doors, &third.doors), "doors shared");
+
+    // A grant added to B's rule names B's door.
+    sql.batch_execute(&format!(
+        "INSERT INTO rule_users (rule_id, user_id, tenant_id) VALUES ('{RULE_B}', '{USER}', 'acme')"
+    ))
+    .await
+    .unwrap();
+    let fourth = until(&cache, "the grant", |s| {
+        !Arc::ptr_eq(s.door_rules(&B), third.door_rules(&B))
+    })
+    .await;
+    assert_eq!(fourth.door_rules(&B).len(), 1);
+    assert!(Arc::ptr_eq(third.door_rules(&A), fourth.door_rules(&A)));
+
+    // A rule deleted with its grants: its own door's rules are read again.
+    sql.batch_execute(&format!("DELETE FROM rules WHERE id = '{RULE_B}'"))
+        .await
+        .unwrap();
+    let fifth = until(&cache, "the deletion", |s| s.door_rules(&B).is_empty()).await;
+    assert!(Arc::ptr_eq(fourth.door_rules(&A), fifth.door_rules(&A)));
+    assert!(Arc::ptr_eq(&fourth.users, &fifth.users));
+
+    // A notification in the shape of earlier releases, a bare tenant id, reads the
+    // tenant whole.
+    let loads = cache.loads();
+    sql.batch_execute("SELECT pg_notify('latchkey_access_changes', 'acme')")
+        .await
+        .unwrap();
+    let sixth = until(&cache, "the bare notification", |s| {
+        !Arc::ptr_eq(&s.users, &fifth.users)
+    })
+    .await;
+    assert!(!Arc::ptr_eq(&sixth.doors, &fifth.doors));
+    assert!(!Arc::ptr_eq(&sixth.rules, &fifth.rules));
+    assert_eq!(cache.loads(), loads + 1, "one read for the whole tenant");
+    listener.abort();
+}
+
+#[tokio::test]
+async fn a_change_during_a_read_is_reread_as_a_part_not_the_tenant_again() {
+    let (db, sql) = acme().await;
+    let (cache, listener) = listening(&db).await;
+    // The first read of the tenant is held at its rules.
+    let holder = db.client().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE access.rules IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let reading = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.get("acme").await.unwrap() }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting = sql
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                 AND query LIKE '%FROM \"rules\"%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the read never reached the rules"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A lock reports its status meanwhile, and the notification is applied.
+    let applied = cache.notifications();
+    sql.batch_execute(&format!(
+        "UPDATE doors SET status = 'LOCKED', status_time = now() WHERE id = '{A}'"
+    ))
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while cache.notifications() == applied {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the change was never notified"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    holder.batch_execute("COMMIT").await.unwrap();
+    let first = reading.await.unwrap();
+    assert_eq!(first.doors[&A].status, "UNKNOWN", "read before the change");
+
+    // The read was kept with the doors marked: the next decision rereads them alone.
+    let second = cache.get("acme").await.unwrap();
+    assert_eq!(second.doors[&A].status, "LOCKED");
+    assert!(
+        Arc::ptr_eq(&first.rules, &second.rules),
+        "the rules were not read again"
+    );
+    assert_eq!(cache.loads(), 2, "the tenant, then its doors");
     listener.abort();
 }

@@ -62,6 +62,11 @@ struct Args {
     /// denial path (e.g. `--seed-rules 0` with a user who has no access).
     #[arg(long)]
     expect_denied: bool,
+    /// While `CheckAccess` is loaded, change the first tenant's door every this many
+    /// milliseconds (its location, as an edit or a lock's status report changes a door),
+    /// to see what changes cost the decisions of a large tenant. 0: no changes.
+    #[arg(long, default_value_t = 0)]
+    churn_ms: u64,
 }
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -162,6 +167,41 @@ async fn seed(
         started.elapsed().as_secs_f64()
     );
     Ok((door.id, user.id))
+}
+
+/// Changes `target`'s door every `every` until `churning` is cleared; returns the
+/// changes made and those that failed.
+async fn churn_door(
+    channel: Channel,
+    target: Target,
+    every: Duration,
+    churning: Arc<AtomicBool>,
+) -> (u64, u64) {
+    let mut directory = DirectoryServiceClient::new(channel);
+    let mut ticks = tokio::time::interval(every);
+    let (mut changed, mut failed) = (0_u64, 0_u64);
+    while churning.load(Ordering::Relaxed) {
+        ticks.tick().await;
+        let request = authorized(
+            &target.token,
+            pb::UpdateDoorRequest {
+                door: Some(pb::Door {
+                    id: target.door.clone(),
+                    location: format!("churn {changed}"),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["location".into()],
+                }),
+                ..Default::default()
+            },
+        );
+        match directory.update_door(request).await {
+            Ok(_) => changed += 1,
+            Err(_) => failed += 1,
+        }
+    }
+    (changed, failed)
 }
 
 #[derive(Debug, Default)]
@@ -276,6 +316,15 @@ async fn main() -> Result<()> {
         targets.len()
     );
 
+    let churning = Arc::new(AtomicBool::new(true));
+    let churn = (args.churn_ms > 0).then(|| {
+        tokio::spawn(churn_door(
+            channels[0].clone(),
+            targets[0].clone(),
+            Duration::from_millis(args.churn_ms),
+            Arc::clone(&churning),
+        ))
+    });
     let clients: Vec<AccessServiceClient<Channel>> = channels
         .iter()
         .cloned()
@@ -299,7 +348,15 @@ async fn main() -> Result<()> {
         }
     })
     .await;
+    churning.store(false, Ordering::Relaxed);
     let check_rate = check.report("CheckAccess");
+    if let Some(churn) = churn {
+        let (changed, failed) = churn.await.unwrap_or((0, 0));
+        println!(
+            "churn        {changed} door changes, one every {} ms, {failed} failed",
+            args.churn_ms
+        );
+    }
 
     if !args.no_baseline {
         let health: Vec<HealthClient<Channel>> =

@@ -264,11 +264,17 @@ pub async fn replace_users(
 }
 
 /// Deletes the rule and its user grants; `false` when the tenant has no such rule.
-pub async fn delete(conn: &mut AsyncPgConnection, tenant_id: &str, id: Uuid) -> QueryResult<bool> {
-    let deleted = diesel::delete(rules::table)
+/// Deletes the rule; returns the door it was on, if there was such a rule.
+pub async fn delete(
+    conn: &mut AsyncPgConnection,
+    tenant_id: &str,
+    id: Uuid,
+) -> QueryResult<Option<Uuid>> {
+    diesel::delete(rules::table)
         .filter(rules::tenant_id.eq(tenant_id))
         .filter(rules::id.eq(id))
-        .execute(conn)
-        .await?;
-    Ok(deleted > 0)
+        .returning(rules::door_id)
+        .get_result(conn)
+        .await
+        .optional()
 }

@@ -10,6 +10,7 @@ use super::convert;
 use crate::db::properties::PropertyChanges;
 use crate::directory::{self, NewProperty, SettingsUpdate, mask_fields};
 use crate::error::Error;
+use crate::snapshot::Change;
 use crate::state::AppState;
 use crate::{doors, memberships, users};
 
@@ -62,7 +63,7 @@ impl DirectoryService for DirectoryApi {
                 .then_some(settings.default_time_zone),
         };
         let tenant = directory::update_tenant_settings(&self.state, &caller, update).await?;
-        self.state.changed(&caller.tenant_id);
+        self.state.changed(&caller.tenant_id, Change::Doors);
         Ok(Response::new(convert::tenant_settings(tenant)))
     }
 
@@ -83,7 +84,7 @@ impl DirectoryService for DirectoryApi {
             code_settings: property.code_settings,
         };
         let created = directory::create_property(&self.state, &caller, new).await?;
-        self.state.changed(&caller.tenant_id);
+        self.state.changed(&caller.tenant_id, Change::Doors);
         Ok(Response::new(convert::property(created)))
     }
 
@@ -152,7 +153,7 @@ impl DirectoryService for DirectoryApi {
         let updated =
             directory::update_property(&self.state, &caller, &property.id, changes, code_settings)
                 .await?;
-        self.state.changed(&caller.tenant_id);
+        self.state.changed(&caller.tenant_id, Change::Doors);
         Ok(Response::new(convert::property(updated)))
     }
 
@@ -162,7 +163,7 @@ impl DirectoryService for DirectoryApi {
     ) -> Reply<pb::DeletePropertyResponse> {
         let caller = Caller::of(&request)?;
         directory::delete_property(&self.state, &caller, &request.get_ref().id).await?;
-        self.state.changed(&caller.tenant_id);
+        self.state.changed(&caller.tenant_id, Change::Doors);
         Ok(Response::new(pb::DeletePropertyResponse {}))
     }
 
@@ -171,7 +172,7 @@ impl DirectoryService for DirectoryApi {
         let request = request.into_inner();
         let door =
             doors::create_door(&self.state, &caller, request.door, &request.request_id).await?;
-        self.state.changed(&caller.tenant_id);
+        self.state.changed(&caller.tenant_id, Change::Doors);
         Ok(Response::new(convert::door(door)))
     }
 
@@ -204,7 +205,7 @@ impl DirectoryService for DirectoryApi {
             request.update_mask.as_ref(),
         )
         .await?;
-        self.state.changed(&caller.tenant_id);
+        self.state.changed(&caller.tenant_id, Change::Doors);
         Ok(Response::new(convert::door(door)))
     }
 
@@ -214,7 +215,7 @@ impl DirectoryService for DirectoryApi {
     ) -> Reply<pb::DeleteDoorResponse> {
         let caller = Caller::of(&request)?;
         doors::delete_door(&self.state, &caller, &request.get_ref().id).await?;
-        self.state.changed(&caller.tenant_id);
+        self.state.changed(&caller.tenant_id, Change::Everything);
         Ok(Response::new(pb::DeleteDoorResponse {}))
     }
 
@@ -223,7 +224,7 @@ impl DirectoryService for DirectoryApi {
         let request = request.into_inner();
         let user =
             users::create_user(&self.state, &caller, request.user, &request.request_id).await?;
-        self.state.changed(&caller.tenant_id);
+        self.state.changed(&caller.tenant_id, Change::Users);
         Ok(Response::new(convert::user(user)))
     }
 
@@ -256,7 +257,7 @@ impl DirectoryService for DirectoryApi {
             request.update_mask.as_ref(),
         )
         .await?;
-        self.state.changed(&caller.tenant_id);
+        self.state.changed(&caller.tenant_id, Change::Users);
         Ok(Response::new(convert::user(user)))
     }
 
@@ -266,7 +267,7 @@ impl DirectoryService for DirectoryApi {
     ) -> Reply<pb::DeleteUserResponse> {
         let caller = Caller::of(&request)?;
         users::delete_user(&self.state, &caller, &request.get_ref().id).await?;
-        self.state.changed(&caller.tenant_id);
+        self.state.changed(&caller.tenant_id, Change::Everything);
         Ok(Response::new(pb::DeleteUserResponse {}))
     }
 
@@ -283,7 +284,7 @@ impl DirectoryService for DirectoryApi {
             &request.request_id,
         )
         .await?;
-        self.state.changed(&caller.tenant_id);
+        self.state.changed(&caller.tenant_id, Change::Memberships);
         Ok(Response::new(convert::membership(membership)))
     }
 
@@ -323,7 +324,7 @@ impl DirectoryService for DirectoryApi {
             request.update_mask.as_ref(),
         )
         .await?;
-        self.state.changed(&caller.tenant_id);
+        self.state.changed(&caller.tenant_id, Change::Memberships);
         Ok(Response::new(convert::membership(membership)))
     }
 
@@ -333,7 +334,7 @@ impl DirectoryService for DirectoryApi {
     ) -> Reply<pb::DeleteMembershipResponse> {
         let caller = Caller::of(&request)?;
         memberships::delete_membership(&self.state, &caller, &request.get_ref().id).await?;
-        self.state.changed(&caller.tenant_id);
+        self.state.changed(&caller.tenant_id, Change::Memberships);
         Ok(Response::new(pb::DeleteMembershipResponse {}))
     }
 

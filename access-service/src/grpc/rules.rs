@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::rules::{self, UsersChange};
+use crate::snapshot::Change;
 use crate::state::AppState;
 
 #[derive(Debug, Clone)]
@@ -29,7 +30,8 @@ impl RuleService for RuleApi {
         let request = request.into_inner();
         let rule =
             rules::create_rule(&self.state, &caller, request.rule, &request.request_id).await?;
-        self.state.changed(&caller.tenant_id);
+        self.state
+            .changed(&caller.tenant_id, Change::Rules(Some(rule.rule.door_id)));
         Ok(Response::new(convert::rule(rule)))
     }
 
@@ -55,7 +57,8 @@ impl RuleService for RuleApi {
     async fn update_rule(&self, request: Request<pb::UpdateRuleRequest>) -> Reply<pb::Rule> {
         let caller = Caller::of(&request)?;
         let rule = rules::update_rule(&self.state, &caller, request.into_inner()).await?;
-        self.state.changed(&caller.tenant_id);
+        self.state
+            .changed(&caller.tenant_id, Change::Rules(Some(rule.rule.door_id)));
         Ok(Response::new(convert::rule(rule)))
     }
 
@@ -64,8 +67,9 @@ impl RuleService for RuleApi {
         request: Request<pb::DeleteRuleRequest>,
     ) -> Reply<pb::DeleteRuleResponse> {
         let caller = Caller::of(&request)?;
-        rules::delete_rule(&self.state, &caller, &request.get_ref().id).await?;
-        self.state.changed(&caller.tenant_id);
+        let door = rules::delete_rule(&self.state, &caller, &request.get_ref().id).await?;
+        self.state
+            .changed(&caller.tenant_id, Change::Rules(Some(door)));
         Ok(Response::new(pb::DeleteRuleResponse {}))
     }
 
@@ -73,7 +77,8 @@ impl RuleService for RuleApi {
         let caller = Caller::of(&request)?;
         let request = request.get_ref();
         let rule = rules::toggle_rule(&self.state, &caller, &request.id, request.active).await?;
-        self.state.changed(&caller.tenant_id);
+        self.state
+            .changed(&caller.tenant_id, Change::Rules(Some(rule.rule.door_id)));
         Ok(Response::new(convert::rule(rule)))
     }
 
@@ -88,7 +93,8 @@ impl RuleService for RuleApi {
             UsersChange::Add,
         )
         .await?;
-        self.state.changed(&caller.tenant_id);
+        self.state
+            .changed(&caller.tenant_id, Change::Rules(Some(rule.rule.door_id)));
         Ok(Response::new(convert::rule(rule)))
     }
 
@@ -106,7 +112,8 @@ impl RuleService for RuleApi {
             UsersChange::Remove,
         )
         .await?;
-        self.state.changed(&caller.tenant_id);
+        self.state
+            .changed(&caller.tenant_id, Change::Rules(Some(rule.rule.door_id)));
         Ok(Response::new(convert::rule(rule)))
     }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -9,6 +10,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::change::{Stale, StaleRules};
 use super::{DoorEntry, TenantSnapshot, UserEntry};
 use crate::db::schema::{
     access_code_doors, access_codes, doors, memberships, properties, rule_users, rules, tenants,
@@ -105,11 +107,78 @@ pub async fn tenant(conn: &mut AsyncPgConnection, tenant_id: &str) -> QueryResul
     conn.build_transaction()
         .read_only()
         .repeatable_read()
-        .run(async |conn| load(conn, tenant_id).await)
+        .run(async |conn| {
+            let (tenant_enabled, doors, door_order) = doors(conn, tenant_id).await?;
+            let (users, users_by_external_id) = users(conn, tenant_id).await?;
+            Ok(TenantSnapshot {
+                tenant_enabled,
+                doors: Arc::new(doors),
+                door_order: Arc::new(door_order),
+                users: Arc::new(users),
+                users_by_external_id: Arc::new(users_by_external_id),
+                memberships: Arc::new(memberships(conn, tenant_id).await?),
+                rules: Arc::new(rules(conn, tenant_id, None).await?),
+                codes: Arc::new(codes(conn, tenant_id).await?),
+                ..TenantSnapshot::default()
+            })
+        })
         .await
 }
 
-async fn load(conn: &mut AsyncPgConnection, tenant_id: &str) -> QueryResult<TenantSnapshot> {
+/// `old` with its `stale` parts read again, in one repeatable-read transaction so the
+/// parts read agree with each other; the rest is shared with `old`.
+pub async fn refresh(
+    conn: &mut AsyncPgConnection,
+    tenant_id: &str,
+    old: &TenantSnapshot,
+    stale: &Stale,
+) -> QueryResult<TenantSnapshot> {
+    conn.build_transaction()
+        .read_only()
+        .repeatable_read()
+        .run(async |conn| {
+            let mut next = old.share();
+            if stale.doors {
+                let (enabled, doors, order) = doors(conn, tenant_id).await?;
+                next.tenant_enabled = enabled;
+                next.doors = Arc::new(doors);
+                next.door_order = Arc::new(order);
+            }
+            if stale.users {
+                let (users, by_external_id) = users(conn, tenant_id).await?;
+                next.users = Arc::new(users);
+                next.users_by_external_id = Arc::new(by_external_id);
+            }
+            if stale.memberships {
+                next.memberships = Arc::new(memberships(conn, tenant_id).await?);
+            }
+            if stale.codes {
+                next.codes = Arc::new(codes(conn, tenant_id).await?);
+            }
+            match &stale.rules {
+                StaleRules::Fresh => {}
+                StaleRules::All => next.rules = Arc::new(rules(conn, tenant_id, None).await?),
+                StaleRules::Doors(changed) => {
+                    let changed: Vec<Uuid> = changed.iter().copied().collect();
+                    let fresh = rules(conn, tenant_id, Some(&changed)).await?;
+                    let mut by_door = HashMap::clone(&old.rules);
+                    for door in &changed {
+                        by_door.remove(door);
+                    }
+                    by_door.extend(fresh);
+                    next.rules = Arc::new(by_door);
+                }
+            }
+            Ok(next)
+        })
+        .await
+}
+
+/// The tenant's settings, its doors by id and their ids in ascending order.
+async fn doors(
+    conn: &mut AsyncPgConnection,
+    tenant_id: &str,
+) -> QueryResult<(bool, HashMap<Uuid, DoorEntry>, Vec<Uuid>)> {
     let settings: Option<(bool, String)> = tenants::table
         .find(tenant_id)
         .select((tenants::door_access_enabled, tenants::default_time_zone))
@@ -144,6 +213,53 @@ async fn load(conn: &mut AsyncPgConnection, tenant_id: &str) -> QueryResult<Tena
         .load(conn)
         .await?;
 
+    let mut by_id = HashMap::with_capacity(door_rows.len());
+    let mut order = Vec::with_capacity(door_rows.len());
+    for (
+        id,
+        property_id,
+        name,
+        door_type,
+        location,
+        time_zone,
+        active,
+        account,
+        lock_id,
+        status,
+        status_time,
+    ) in door_rows
+    {
+        let zone_name = time_zone
+            .or_else(|| property_zones.get(&property_id).cloned())
+            .unwrap_or_else(|| default_zone.clone());
+        order.push(id);
+        by_id.insert(
+            id,
+            DoorEntry {
+                view: DoorView {
+                    id,
+                    active,
+                    kind: door_kind(&door_type),
+                    tz: zone(&zone_name),
+                },
+                property_id,
+                name,
+                door_type,
+                location,
+                time_zone: zone_name,
+                lock: account.zip(lock_id),
+                status,
+                status_time,
+            },
+        );
+    }
+    Ok((enabled, by_id, order))
+}
+
+type Users = (HashMap<Uuid, UserEntry>, HashMap<String, Uuid>);
+
+/// The tenant's users by id, and the ids of those with an external id by it.
+async fn users(conn: &mut AsyncPgConnection, tenant_id: &str) -> QueryResult<Users> {
     let user_rows: Vec<UserRow> = users::table
         .filter(users::tenant_id.eq(tenant_id))
         .select((
@@ -156,7 +272,30 @@ async fn load(conn: &mut AsyncPgConnection, tenant_id: &str) -> QueryResult<Tena
         ))
         .load(conn)
         .await?;
+    let mut by_id = HashMap::with_capacity(user_rows.len());
+    let mut by_external_id = HashMap::new();
+    for (id, external_id, name, email, roles, active) in user_rows {
+        if let Some(external) = &external_id {
+            by_external_id.insert(external.clone(), id);
+        }
+        by_id.insert(
+            id,
+            UserEntry {
+                view: UserView { id, active, roles },
+                external_id,
+                name,
+                email,
+            },
+        );
+    }
+    Ok((by_id, by_external_id))
+}
 
+/// Each user's memberships.
+async fn memberships(
+    conn: &mut AsyncPgConnection,
+    tenant_id: &str,
+) -> QueryResult<HashMap<Uuid, Vec<MembershipView>>> {
     let membership_rows: Vec<MembershipRow> = memberships::table
         .filter(memberships::tenant_id.eq(tenant_id))
         .select((
@@ -167,8 +306,25 @@ async fn load(conn: &mut AsyncPgConnection, tenant_id: &str) -> QueryResult<Tena
         ))
         .load(conn)
         .await?;
+    let mut by_user: HashMap<Uuid, Vec<MembershipView>> = HashMap::new();
+    for (user_id, status, start, end) in membership_rows {
+        by_user.entry(user_id).or_default().push(MembershipView {
+            status: membership_state(&status),
+            start,
+            end,
+        });
+    }
+    Ok(by_user)
+}
 
-    let rule_rows: Vec<RuleRow> = rules::table
+/// The rule index of each door of the tenant with rules, or of each of `only` that
+/// has any.
+async fn rules(
+    conn: &mut AsyncPgConnection,
+    tenant_id: &str,
+    only: Option<&[Uuid]>,
+) -> QueryResult<HashMap<Uuid, Arc<DoorRules>>> {
+    let mut query = rules::table
         .filter(rules::tenant_id.eq(tenant_id))
         .select((
             rules::id,
@@ -181,19 +337,64 @@ async fn load(conn: &mut AsyncPgConnection, tenant_id: &str) -> QueryResult<Tena
             rules::valid_from,
             rules::valid_until,
         ))
-        .load(conn)
-        .await?;
-
+        .into_boxed();
+    if let Some(doors) = only {
+        query = query.filter(rules::door_id.eq_any(doors));
+    }
+    let rule_rows: Vec<RuleRow> = query.load(conn).await?;
+    let grant_rows: Vec<(Uuid, Uuid)> = match only {
+        None => {
+            rule_users::table
+                .filter(rule_users::tenant_id.eq(tenant_id))
+                .select((rule_users::rule_id, rule_users::user_id))
+                .load(conn)
+                .await?
+        }
+        Some(doors) => {
+            rule_users::table
+                .inner_join(rules::table)
+                .filter(rule_users::tenant_id.eq(tenant_id))
+                .filter(rules::door_id.eq_any(doors))
+                .select((rule_users::rule_id, rule_users::user_id))
+                .load(conn)
+                .await?
+        }
+    };
     let mut grants: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
-    for (rule_id, user_id) in rule_users::table
-        .filter(rule_users::tenant_id.eq(tenant_id))
-        .select((rule_users::rule_id, rule_users::user_id))
-        .load::<(Uuid, Uuid)>(conn)
-        .await?
-    {
+    for (rule_id, user_id) in grant_rows {
         grants.entry(rule_id).or_default().push(user_id);
     }
 
+    let mut by_door: HashMap<Uuid, Vec<RuleView>> = HashMap::new();
+    for (id, door_id, name, version, active, roles, slots, valid_from, valid_until) in rule_rows {
+        let stored: Vec<StoredSlot> = serde_json::from_value(slots).unwrap_or_default();
+        let slots = stored
+            .iter()
+            .filter_map(|s| Slot::parse(s.day_of_week, &s.start, &s.end).ok())
+            .collect();
+        by_door.entry(door_id).or_default().push(RuleView {
+            id,
+            name,
+            version,
+            active,
+            user_ids: grants.remove(&id).unwrap_or_default(),
+            roles,
+            slots,
+            valid_from,
+            valid_until,
+        });
+    }
+    Ok(by_door
+        .into_iter()
+        .map(|(door, rules)| (door, Arc::new(DoorRules::build(rules))))
+        .collect())
+}
+
+/// Each door's active access codes.
+async fn codes(
+    conn: &mut AsyncPgConnection,
+    tenant_id: &str,
+) -> QueryResult<HashMap<Uuid, DoorCodes>> {
     let code_rows: Vec<CodeRow> = access_codes::table
         .filter(access_codes::tenant_id.eq(tenant_id))
         .filter(access_codes::status.eq("ACTIVE"))
@@ -219,97 +420,6 @@ async fn load(conn: &mut AsyncPgConnection, tenant_id: &str) -> QueryResult<Tena
         .select((access_code_doors::code_id, access_code_doors::door_id))
         .load(conn)
         .await?;
-
-    let mut snapshot = TenantSnapshot {
-        tenant_enabled: enabled,
-        ..TenantSnapshot::default()
-    };
-    for (
-        id,
-        property_id,
-        name,
-        door_type,
-        location,
-        time_zone,
-        active,
-        account,
-        lock_id,
-        status,
-        status_time,
-    ) in door_rows
-    {
-        let zone_name = time_zone
-            .or_else(|| property_zones.get(&property_id).cloned())
-            .unwrap_or_else(|| default_zone.clone());
-        snapshot.door_order.push(id);
-        snapshot.doors.insert(
-            id,
-            DoorEntry {
-                view: DoorView {
-                    id,
-                    active,
-                    kind: door_kind(&door_type),
-                    tz: zone(&zone_name),
-                },
-                property_id,
-                name,
-                door_type,
-                location,
-                time_zone: zone_name,
-                lock: account.zip(lock_id),
-                status,
-                status_time,
-            },
-        );
-    }
-    for (id, external_id, name, email, roles, active) in user_rows {
-        if let Some(external) = &external_id {
-            snapshot.users_by_external_id.insert(external.clone(), id);
-        }
-        snapshot.users.insert(
-            id,
-            UserEntry {
-                view: UserView { id, active, roles },
-                external_id,
-                name,
-                email,
-            },
-        );
-    }
-    for (user_id, status, start, end) in membership_rows {
-        snapshot
-            .memberships
-            .entry(user_id)
-            .or_default()
-            .push(MembershipView {
-                status: membership_state(&status),
-                start,
-                end,
-            });
-    }
-    let mut by_door: HashMap<Uuid, Vec<RuleView>> = HashMap::new();
-    for (id, door_id, name, version, active, roles, slots, valid_from, valid_until) in rule_rows {
-        let stored: Vec<StoredSlot> = serde_json::from_value(slots).unwrap_or_default();
-        let slots = stored
-            .iter()
-            .filter_map(|s| Slot::parse(s.day_of_week, &s.start, &s.end).ok())
-            .collect();
-        by_door.entry(door_id).or_default().push(RuleView {
-            id,
-            name,
-            version,
-            active,
-            user_ids: grants.remove(&id).unwrap_or_default(),
-            roles,
-            slots,
-            valid_from,
-            valid_until,
-        });
-    }
-    snapshot.rules = by_door
-        .into_iter()
-        .map(|(door, rules)| (door, DoorRules::build(rules)))
-        .collect();
 
     let codes: HashMap<Uuid, CodeView> = code_rows
         .into_iter()
@@ -342,9 +452,8 @@ async fn load(conn: &mut AsyncPgConnection, tenant_id: &str) -> QueryResult<Tena
             codes_by_door.entry(door_id).or_default().push(view.clone());
         }
     }
-    snapshot.codes = codes_by_door
+    Ok(codes_by_door
         .into_iter()
         .map(|(door, codes)| (door, DoorCodes::build(codes)))
-        .collect();
-    Ok(snapshot)
+        .collect())
 }

@@ -1,18 +1,22 @@
 //! The in-memory view of each tenant that decisions read: doors, users, memberships,
-//! per-door rule indexes and per-door active access codes. A tenant is loaded on first use and dropped whenever
-//! PostgreSQL notifies `latchkey_access_changes` with its id (triggers on every table
-//! the snapshot reads), so every replica sees a change as soon as it commits. While the
-//! notification connection is down nothing is cached: each decision reads fresh data.
+//! per-door rule indexes and per-door active access codes. A tenant is loaded on first
+//! use. Triggers on every table the snapshot reads notify `latchkey_access_changes` with
+//! the tenant and the part that changed, so every replica sees a change as soon as it
+//! commits: the next decision reads that part again, in one transaction, and shares the
+//! rest with the snapshot before (a lock's status report rereads the doors, a rule's edit
+//! that door's rules, never a large tenant whole). While the notification connection is
+//! down nothing is cached: each decision reads fresh data.
 
+mod change;
 mod load;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::task::Poll;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use latchkey::db::DbPool;
 use latchkey::error::ApiError;
 use secrecy::{ExposeSecret, SecretString};
@@ -22,6 +26,8 @@ use uuid::Uuid;
 
 use crate::decision::{DoorCodes, DoorRules, DoorView, MembershipView, UserView};
 
+pub use change::Change;
+use change::Stale;
 pub use load::door_kind;
 
 /// The channel the change triggers notify.
@@ -49,41 +55,63 @@ pub struct UserEntry {
     pub email: String,
 }
 
-/// One tenant's access data at one moment.
+/// One tenant's access data at one moment. Each part is shared, so a snapshot rebuilt
+/// after a change to one part copies pointers to the others, not their contents.
 #[derive(Debug)]
 pub struct TenantSnapshot {
     pub tenant_enabled: bool,
-    pub doors: HashMap<Uuid, DoorEntry>,
+    pub doors: Arc<HashMap<Uuid, DoorEntry>>,
     /// Door ids in ascending order, for stable pages.
-    pub door_order: Vec<Uuid>,
-    pub users: HashMap<Uuid, UserEntry>,
-    pub users_by_external_id: HashMap<String, Uuid>,
-    pub memberships: HashMap<Uuid, Vec<MembershipView>>,
-    pub rules: HashMap<Uuid, DoorRules>,
+    pub door_order: Arc<Vec<Uuid>>,
+    pub users: Arc<HashMap<Uuid, UserEntry>>,
+    pub users_by_external_id: Arc<HashMap<String, Uuid>>,
+    pub memberships: Arc<HashMap<Uuid, Vec<MembershipView>>>,
+    pub rules: Arc<HashMap<Uuid, Arc<DoorRules>>>,
     /// Each door's ACTIVE access codes (keyed hashes only).
-    pub codes: HashMap<Uuid, DoorCodes>,
-    no_rules: DoorRules,
-    no_codes: DoorCodes,
+    pub codes: Arc<HashMap<Uuid, DoorCodes>>,
+    no_rules: Arc<DoorRules>,
+    no_codes: Arc<DoorCodes>,
 }
 
 impl Default for TenantSnapshot {
     fn default() -> Self {
         Self {
             tenant_enabled: true,
-            doors: HashMap::new(),
-            door_order: Vec::new(),
-            users: HashMap::new(),
-            users_by_external_id: HashMap::new(),
-            memberships: HashMap::new(),
-            rules: HashMap::new(),
-            codes: HashMap::new(),
-            no_rules: DoorRules::build(Vec::new()),
-            no_codes: DoorCodes::default(),
+            doors: Arc::default(),
+            door_order: Arc::default(),
+            users: Arc::default(),
+            users_by_external_id: Arc::default(),
+            memberships: Arc::default(),
+            rules: Arc::default(),
+            codes: Arc::default(),
+            no_rules: Arc::new(DoorRules::build(Vec::new())),
+            no_codes: Arc::default(),
         }
     }
 }
 
 impl TenantSnapshot {
+    /// A snapshot sharing every part with this one.
+    fn share(&self) -> Self {
+        Self {
+            tenant_enabled: self.tenant_enabled,
+            doors: Arc::clone(&self.doors),
+            door_order: Arc::clone(&self.door_order),
+            users: Arc::clone(&self.users),
+            users_by_external_id: Arc::clone(&self.users_by_external_id),
+            memberships: Arc::clone(&self.memberships),
+            rules: Arc::clone(&self.rules),
+            codes: Arc::clone(&self.codes),
+            no_rules: Arc::clone(&self.no_rules),
+            no_codes: Arc::clone(&self.no_codes),
+        }
+    }
+
+    /// The rule index of `door`, shared with later snapshots until its rules change.
+    pub fn door_rules(&self, door: &Uuid) -> &Arc<DoorRules> {
+        self.rules.get(door).unwrap_or(&self.no_rules)
+    }
+
     pub fn rules_of(&self, door: &Uuid) -> &DoorRules {
         self.rules.get(door).unwrap_or(&self.no_rules)
     }
@@ -109,12 +137,36 @@ impl TenantSnapshot {
     }
 }
 
+/// A cached snapshot and what has changed since it was read.
+#[derive(Debug)]
+struct Cached {
+    snapshot: Arc<TenantSnapshot>,
+    stale: Stale,
+}
+
+/// The changes seen while a tenant is read: they may have committed after the read
+/// began, so the snapshot read is cached with them marked stale.
+#[derive(Debug, Default)]
+struct Seen {
+    stale: Stale,
+    /// A change not confined to parts: what was read is not kept.
+    everything: bool,
+}
+
+impl Seen {
+    fn mark(&mut self, change: Change) {
+        match change {
+            Change::Everything => self.everything = true,
+            _ => self.stale.mark(change),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Entries {
-    snapshots: HashMap<String, Arc<TenantSnapshot>>,
-    /// Bumped on every invalidation, so a load that raced a change is not kept.
-    generations: HashMap<String, u64>,
-    epoch: u64,
+    snapshots: HashMap<String, Cached>,
+    /// Tenants being read, and what changed since each read began.
+    reading: HashMap<String, Seen>,
 }
 
 /// Every tenant's snapshot, shared by all requests of a process.
@@ -123,6 +175,7 @@ pub struct SnapshotCache {
     entries: RwLock<Entries>,
     listening: AtomicBool,
     loads: Mutex<u64>,
+    notifications: AtomicU64,
     /// One load at a time per tenant: requests that miss together wait for the one
     /// load instead of each reading a large tenant (and exhausting the pool).
     loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -143,6 +196,7 @@ impl SnapshotCache {
             entries: RwLock::new(Entries::default()),
             listening: AtomicBool::new(false),
             loads: Mutex::new(0),
+            notifications: AtomicU64::new(0),
             loading: Mutex::new(HashMap::new()),
         })
     }
@@ -157,23 +211,40 @@ impl SnapshotCache {
         self.loads.lock().map(|n| *n).unwrap_or(0)
     }
 
-    fn generation(&self, tenant: &str) -> (u64, u64) {
-        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        (
-            entries.epoch,
-            entries.generations.get(tenant).copied().unwrap_or(0),
-        )
+    /// How many change notifications have been applied (for tests and metrics).
+    pub fn notifications(&self) -> u64 {
+        self.notifications.load(Ordering::Acquire)
     }
 
+    /// The tenant's snapshot, if cached and nothing in it has changed.
     fn cached(&self, tenant: &str) -> Option<Arc<TenantSnapshot>> {
         if !self.listening.load(Ordering::Acquire) {
             return None;
         }
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        entries.snapshots.get(tenant).map(Arc::clone)
+        entries
+            .snapshots
+            .get(tenant)
+            .filter(|cached| cached.stale.is_fresh())
+            .map(|cached| Arc::clone(&cached.snapshot))
     }
 
-    /// The tenant's snapshot, loading it when it is not cached.
+    /// Starts watching `tenant` for changes while it is read; returns its cached
+    /// snapshot and the parts of it that are stale, if there is one.
+    fn begin_read(&self, tenant: &str) -> Option<(Arc<TenantSnapshot>, Stale)> {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        entries.reading.insert(tenant.to_owned(), Seen::default());
+        if !self.listening.load(Ordering::Acquire) {
+            return None;
+        }
+        entries
+            .snapshots
+            .get(tenant)
+            .map(|cached| (Arc::clone(&cached.snapshot), cached.stale.clone()))
+    }
+
+    /// The tenant's snapshot: the cached one, or the cached one with its stale parts
+    /// read again, or the whole tenant read when nothing is cached.
     pub async fn get(&self, tenant: &str) -> Result<Arc<TenantSnapshot>, ApiError> {
         if let Some(snapshot) = self.cached(tenant) {
             return Ok(snapshot);
@@ -187,39 +258,67 @@ impl SnapshotCache {
         if let Some(snapshot) = self.cached(tenant) {
             return Ok(snapshot);
         }
-        let before = self.generation(tenant);
-        let snapshot = {
+        let base = self.begin_read(tenant);
+        let read = async {
             let mut conn = self.pool.get().await?;
-            Arc::new(load::tenant(&mut conn, tenant).await?)
+            Ok::<_, ApiError>(match &base {
+                Some((old, stale)) => load::refresh(&mut conn, tenant, old, stale).await?,
+                None => load::tenant(&mut conn, tenant).await?,
+            })
+        }
+        .await;
+        let seen = {
+            let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+            entries.reading.remove(tenant).unwrap_or_default()
         };
+        let snapshot = Arc::new(read?);
         if let Ok(mut loads) = self.loads.lock() {
             *loads += 1;
         }
-        if self.listening.load(Ordering::Acquire) {
+        // Changes keep arriving while a large tenant is read; what was read is kept with
+        // them marked, so the next decision rereads those parts, not the tenant.
+        if self.listening.load(Ordering::Acquire) && !seen.everything {
             let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-            let now = (
-                entries.epoch,
-                entries.generations.get(tenant).copied().unwrap_or(0),
+            entries.snapshots.insert(
+                tenant.to_owned(),
+                Cached {
+                    snapshot: Arc::clone(&snapshot),
+                    stale: seen.stale,
+                },
             );
-            if now == before {
-                entries
-                    .snapshots
-                    .insert(tenant.to_owned(), Arc::clone(&snapshot));
-            }
         }
         Ok(snapshot)
     }
 
-    pub fn invalidate(&self, tenant: &str) {
+    /// Marks what `change` touched in the tenant's snapshot as stale, or drops the
+    /// snapshot for [`Change::Everything`].
+    pub fn invalidate(&self, tenant: &str, change: Change) {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        entries.snapshots.remove(tenant);
-        *entries.generations.entry(tenant.to_owned()).or_default() += 1;
+        Self::mark(&mut entries, tenant, change);
+    }
+
+    fn mark(entries: &mut Entries, tenant: &str, change: Change) {
+        if let Some(seen) = entries.reading.get_mut(tenant) {
+            seen.mark(change);
+        }
+        match change {
+            Change::Everything => {
+                entries.snapshots.remove(tenant);
+            }
+            _ => {
+                if let Some(cached) = entries.snapshots.get_mut(tenant) {
+                    cached.stale.mark(change);
+                }
+            }
+        }
     }
 
     pub fn invalidate_all(&self) {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         entries.snapshots.clear();
-        entries.epoch += 1;
+        for seen in entries.reading.values_mut() {
+            seen.everything = true;
+        }
     }
 
     /// Follows change notifications until aborted, reconnecting when the connection is
@@ -238,29 +337,46 @@ impl SnapshotCache {
     async fn listen_once(&self, database_url: &SecretString) -> Result<(), tokio_postgres::Error> {
         let (client, mut connection) =
             tokio_postgres::connect(database_url.expose_secret(), tokio_postgres::NoTls).await?;
-        let (sender, mut notifications) = mpsc::unbounded_channel();
+        let (sender, mut notifications) = mpsc::unbounded_channel::<Vec<String>>();
+        // PostgreSQL sends a transaction's notifications together; the driver hands on
+        // everything that has arrived as one batch, and a batch is applied under one
+        // lock, so no decision sees one part of such a transaction without the others.
         let driver = tokio::spawn(async move {
-            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-            while let Some(message) = messages.next().await {
-                match message {
-                    Ok(AsyncMessage::Notification(note)) => {
-                        if sender.send(note.payload().to_owned()).is_err() {
-                            break;
+            loop {
+                let mut batch = Vec::new();
+                let open = std::future::poll_fn(|cx| {
+                    loop {
+                        match connection.poll_message(cx) {
+                            Poll::Ready(Some(Ok(AsyncMessage::Notification(note)))) => {
+                                batch.push(note.payload().to_owned());
+                            }
+                            Poll::Ready(Some(Ok(_))) => {}
+                            Poll::Ready(Some(Err(error))) => return Poll::Ready(Err(error)),
+                            Poll::Ready(None) => return Poll::Ready(Ok(false)),
+                            Poll::Pending if batch.is_empty() => return Poll::Pending,
+                            Poll::Pending => return Poll::Ready(Ok(true)),
                         }
                     }
-                    Ok(_) => {}
-                    Err(error) => return Err(error),
+                })
+                .await?;
+                if (!batch.is_empty() && sender.send(batch).is_err()) || !open {
+                    return Ok(());
                 }
             }
-            Ok(())
         });
         client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
         // Changes made while nobody listened are unknown: start from nothing.
         self.invalidate_all();
         self.listening.store(true, Ordering::Release);
         tracing::debug!("listening for access data changes");
-        while let Some(tenant) = notifications.recv().await {
-            self.invalidate(&tenant);
+        while let Some(batch) = notifications.recv().await {
+            let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+            for payload in &batch {
+                let (tenant, change) = Change::parse(payload);
+                Self::mark(&mut entries, tenant, change);
+            }
+            self.notifications
+                .fetch_add(batch.len() as u64, Ordering::Release);
         }
         drop(client);
         match driver.await {

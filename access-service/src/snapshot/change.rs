@@ -1,0 +1,150 @@
+//! What a change notification names, and which parts of a cached snapshot are stale.
+
+use std::collections::HashSet;
+
+use uuid::Uuid;
+
+/// One committed change to a tenant's access data, as far as the snapshot cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Anything, or something this build does not know: reload the tenant.
+    Everything,
+    /// Tenant settings, properties or doors (their zones, flags, locks and status).
+    Doors,
+    Users,
+    Memberships,
+    /// Access codes and the doors they open.
+    Codes,
+    /// The rules of one door, or of every door.
+    Rules(Option<Uuid>),
+}
+
+impl Change {
+    /// Reads a notification's payload, `part:door:tenant`, into the tenant and the
+    /// change. A payload of another shape is a bare tenant id (what earlier releases
+    /// sent) and reloads the whole tenant.
+    pub fn parse(payload: &str) -> (&str, Self) {
+        let mut fields = payload.splitn(3, ':');
+        let (Some(part), Some(door), Some(tenant)) = (fields.next(), fields.next(), fields.next())
+        else {
+            return (payload, Self::Everything);
+        };
+        let change = match part {
+            "doors" => Self::Doors,
+            "users" => Self::Users,
+            "memberships" => Self::Memberships,
+            "codes" => Self::Codes,
+            "rules" => Self::Rules(Uuid::try_parse(door).ok()),
+            "all" => Self::Everything,
+            _ => return (payload, Self::Everything),
+        };
+        (tenant, change)
+    }
+}
+
+/// Past this many doors with changed rules, every door's rules are read again: one
+/// query either way, and a long list costs more to send than it saves.
+const MAX_STALE_DOORS: usize = 256;
+
+/// The parts of a cached snapshot that changes have made stale since it was read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stale {
+    pub doors: bool,
+    pub users: bool,
+    pub memberships: bool,
+    pub codes: bool,
+    pub rules: StaleRules,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StaleRules {
+    #[default]
+    Fresh,
+    Doors(HashSet<Uuid>),
+    All,
+}
+
+impl Stale {
+    pub fn is_fresh(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Adds `change`; [`Change::Everything`] is not a part, the caller drops the
+    /// snapshot instead.
+    pub fn mark(&mut self, change: Change) {
+        match change {
+            Change::Everything => {}
+            Change::Doors => self.doors = true,
+            Change::Users => self.users = true,
+            Change::Memberships => self.memberships = true,
+            Change::Codes => self.codes = true,
+            Change::Rules(None) => self.rules = StaleRules::All,
+            Change::Rules(Some(door)) => match &mut self.rules {
+                StaleRules::All => {}
+                StaleRules::Fresh => self.rules = StaleRules::Doors(HashSet::from([door])),
+                StaleRules::Doors(doors) => {
+                    doors.insert(door);
+                    if doors.len() > MAX_STALE_DOORS {
+                        self.rules = StaleRules::All;
+                    }
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_name_part_door_and_tenant() {
+        let door = Uuid::from_u128(7);
+        assert_eq!(Change::parse("doors::acme"), ("acme", Change::Doors));
+        assert_eq!(
+            Change::parse(&format!("rules:{door}:acme")),
+            ("acme", Change::Rules(Some(door)))
+        );
+        assert_eq!(Change::parse("rules::acme"), ("acme", Change::Rules(None)));
+        // A tenant id may itself hold the separator.
+        assert_eq!(Change::parse("users::a:b"), ("a:b", Change::Users));
+        assert_eq!(Change::parse("codes::acme"), ("acme", Change::Codes));
+        assert_eq!(
+            Change::parse("memberships::acme"),
+            ("acme", Change::Memberships)
+        );
+    }
+
+    #[test]
+    fn an_unknown_payload_reloads_the_tenant_it_names() {
+        assert_eq!(Change::parse("acme"), ("acme", Change::Everything));
+        assert_eq!(Change::parse("a:b"), ("a:b", Change::Everything));
+        assert_eq!(
+            Change::parse("gadgets::acme"),
+            ("gadgets::acme", Change::Everything)
+        );
+        assert_eq!(Change::parse("all::acme"), ("acme", Change::Everything));
+    }
+
+    #[test]
+    fn stale_parts_accumulate_and_many_doors_become_all() {
+        let mut stale = Stale::default();
+        assert!(stale.is_fresh());
+        stale.mark(Change::Everything);
+        assert!(stale.is_fresh(), "everything is not a part");
+        stale.mark(Change::Doors);
+        stale.mark(Change::Rules(Some(Uuid::from_u128(1))));
+        stale.mark(Change::Rules(Some(Uuid::from_u128(1))));
+        assert!(stale.doors && !stale.users && !stale.memberships && !stale.codes);
+        assert_eq!(
+            stale.rules,
+            StaleRules::Doors(HashSet::from([Uuid::from_u128(1)]))
+        );
+        for door in 0..=MAX_STALE_DOORS as u128 {
+            stale.mark(Change::Rules(Some(Uuid::from_u128(door + 100))));
+        }
+        assert_eq!(stale.rules, StaleRules::All);
+        stale.mark(Change::Rules(Some(Uuid::from_u128(1))));
+        assert_eq!(stale.rules, StaleRules::All, "all stays all");
+    }
+}
