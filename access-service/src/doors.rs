@@ -251,7 +251,8 @@ pub async fn update_door(
     .await
 }
 
-pub async fn delete_door(state: &AppState, caller: &Caller, id: &str) -> Result<()> {
+/// Deletes the door with its rules; returns its id.
+pub async fn delete_door(state: &AppState, caller: &Caller, id: &str) -> Result<Uuid> {
     let mut violations = FieldViolations::default();
     let uuid = parse_id("id", id, &mut violations);
     violations.check()?;
@@ -270,7 +271,7 @@ pub async fn delete_door(state: &AppState, caller: &Caller, id: &str) -> Result<
             fields,
         )
         .await?;
-        Ok::<_, Error>(())
+        Ok::<_, Error>(uuid)
     })
     .await
 }

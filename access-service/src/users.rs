@@ -248,7 +248,9 @@ pub async fn update_user(
     .await
 }
 
-pub async fn delete_user(state: &AppState, caller: &Caller, id: &str) -> Result<()> {
+/// Deletes the user with its memberships and grants; returns the doors whose rules
+/// granted it.
+pub async fn delete_user(state: &AppState, caller: &Caller, id: &str) -> Result<Vec<Uuid>> {
     let mut violations = FieldViolations::default();
     let uuid = parse_id("id", id, &mut violations);
     violations.check()?;
@@ -270,7 +272,7 @@ pub async fn delete_user(state: &AppState, caller: &Caller, id: &str) -> Result<
             fields,
         )
         .await?;
-        Ok::<_, Error>(())
+        Ok::<_, Error>(gone.rule_doors)
     })
     .await
 }

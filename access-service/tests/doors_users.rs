@@ -6,6 +6,7 @@
 mod common;
 
 use common::{audit_rows, audited, fields, mask, reason};
+use latchkey::pb::access::v1::access_service_client::AccessServiceClient;
 use latchkey::pb::access::v1::{
     CreateDoorRequest, CreateMembershipRequest, CreateRuleRequest, CreateUserRequest,
     DeleteDoorRequest, DeleteMembershipRequest, DeleteUserRequest, Door, DoorStatus, DoorType,
@@ -13,6 +14,7 @@ use latchkey::pb::access::v1::{
     ListMembershipsRequest, ListUsersRequest, LockBinding, Membership, MembershipStatus, Rule,
     UpdateDoorRequest, UpdateMembershipRequest, UpdateUserRequest, User,
 };
+use latchkey::pb::access::v1::{ExplainAccessRequest, ReasonCode};
 use latchkey::testkit::{authorized, token};
 use prost_types::Timestamp;
 use tonic::Code;
@@ -722,6 +724,22 @@ async fn users_are_checked_unique_by_external_id_searchable_and_deleted_with_the
         .unwrap()
         .into_inner();
     assert_eq!(rule.user_ids, [ana.id.clone(), percent.id.clone()]);
+    let mut access = AccessServiceClient::new(server.channel().await);
+    let explain = |user: &str| {
+        authorized(
+            ExplainAccessRequest {
+                door_id: door.id.clone(),
+                user_id: user.to_owned(),
+                ..Default::default()
+            },
+            &admin,
+        )
+    };
+    let before = access.explain_access(explain(&ana.id)).await.unwrap();
+    assert_eq!(
+        before.into_inner().decision.unwrap().reason_code,
+        ReasonCode::Granted as i32
+    );
     client
         .delete_user(authorized(
             DeleteUserRequest {
@@ -747,6 +765,12 @@ async fn users_are_checked_unique_by_external_id_searchable_and_deleted_with_the
         .await
         .unwrap_err();
     assert_eq!(membership_gone.code(), Code::NotFound);
+    // The replica that deleted the user decides without it at once.
+    let after = access.explain_access(explain(&ana.id)).await.unwrap();
+    assert_eq!(
+        after.into_inner().decision.unwrap().reason_code,
+        ReasonCode::UserNotFound as i32
+    );
     let rule_now = rules
         .get_rule(authorized(GetRuleRequest { id: rule.id }, &admin))
         .await

@@ -150,9 +150,30 @@ async fn a_change_rereads_only_the_part_it_touched() {
     sql.batch_execute(&format!("DELETE FROM rules WHERE id = '{RULE_B}'"))
         .await
         .unwrap();
-    let fifth = until(&cache, "the deletion", |s| s.door_rules(&B).is_empty()).await;
-    assert!(Arc::ptr_eq(fourth.door_rules(&A), fifth.door_rules(&A)));
-    assert!(Arc::ptr_eq(&fourth.users, &fifth.users));
+    let deleted = until(&cache, "the deletion", |s| s.door_rules(&B).is_empty()).await;
+    assert!(Arc::ptr_eq(fourth.door_rules(&A), deleted.door_rules(&A)));
+    assert!(Arc::ptr_eq(&fourth.users, &deleted.users));
+
+    // A user deleted with a grant at B: the users, memberships and codes are read
+    // again, and B's rules, not A's.
+    let rule_c = Uuid::from_u128(0x1c);
+    sql.batch_execute(&format!(
+        "INSERT INTO rules (id, tenant_id, door_id, name) VALUES ('{rule_c}', 'acme', '{B}', 'Ana at B again');
+         INSERT INTO rule_users (rule_id, user_id, tenant_id) VALUES ('{rule_c}', '{USER}', 'acme');"
+    ))
+    .await
+    .unwrap();
+    let granted = until(&cache, "the new grant", |s| s.door_rules(&B).len() == 1).await;
+    sql.batch_execute(&format!("DELETE FROM users WHERE id = '{USER}'"))
+        .await
+        .unwrap();
+    let fifth = until(&cache, "the user's deletion", |s| {
+        !s.users.contains_key(&USER)
+    })
+    .await;
+    assert!(!Arc::ptr_eq(granted.door_rules(&B), fifth.door_rules(&B)));
+    assert!(Arc::ptr_eq(granted.door_rules(&A), fifth.door_rules(&A)));
+    assert!(Arc::ptr_eq(&granted.doors, &fifth.doors), "doors shared");
 
     // A notification in the shape of earlier releases, a bare tenant id, reads the
     // tenant whole.

@@ -95,7 +95,7 @@ pub(crate) async fn record(
 /// ([`AppState::changed`](crate::state::AppState::changed)), and provisioning looks at
 /// the new intents.
 pub(crate) fn committed(state: &crate::state::AppState, tenant_id: &str) {
-    state.changed(tenant_id, crate::snapshot::Change::Codes);
+    state.changed(tenant_id, [crate::snapshot::Change::Codes]);
     state.provisioning_wake.notify_one();
 }
 

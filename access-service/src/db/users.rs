@@ -8,7 +8,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::contains_pattern;
-use super::schema::{memberships, rule_users, users};
+use super::schema::{memberships, rule_users, rules, users};
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = users)]
@@ -47,10 +47,12 @@ pub struct UserFilter {
 }
 
 /// What went with a deleted user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deleted {
     pub memberships: i64,
     pub rule_grants: i64,
+    /// The doors whose rules granted the user.
+    pub rule_doors: Vec<Uuid>,
 }
 
 /// Inserts `user`; when its request id was seen before, returns the first result.
@@ -177,12 +179,17 @@ pub async fn delete(
         .count()
         .get_result(conn)
         .await?;
-    let rule_grants: i64 = rule_users::table
+    let grants: Vec<Uuid> = rule_users::table
+        .inner_join(rules::table)
         .filter(rule_users::tenant_id.eq(tenant_id))
         .filter(rule_users::user_id.eq(id))
-        .count()
-        .get_result(conn)
+        .select(rules::door_id)
+        .load(conn)
         .await?;
+    let rule_grants = i64::try_from(grants.len()).unwrap_or(i64::MAX);
+    let mut rule_doors = grants;
+    rule_doors.sort_unstable();
+    rule_doors.dedup();
     let deleted = diesel::delete(users::table)
         .filter(users::tenant_id.eq(tenant_id))
         .filter(users::id.eq(id))
@@ -191,5 +198,6 @@ pub async fn delete(
     Ok((deleted > 0).then_some(Deleted {
         memberships,
         rule_grants,
+        rule_doors,
     }))
 }

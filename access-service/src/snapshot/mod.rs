@@ -290,11 +290,13 @@ impl SnapshotCache {
         Ok(snapshot)
     }
 
-    /// Marks what `change` touched in the tenant's snapshot as stale, or drops the
-    /// snapshot for [`Change::Everything`].
-    pub fn invalidate(&self, tenant: &str, change: Change) {
+    /// Marks what `changes` touched in the tenant's snapshot as stale, all at once, or
+    /// drops the snapshot for [`Change::Everything`].
+    pub fn invalidate(&self, tenant: &str, changes: impl IntoIterator<Item = Change>) {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        Self::mark(&mut entries, tenant, change);
+        for change in changes {
+            Self::mark(&mut entries, tenant, change);
+        }
     }
 
     fn mark(entries: &mut Entries, tenant: &str, change: Change) {
