@@ -30,8 +30,8 @@ impl AppState {
     /// After an administrative change to `tenant_id` commits: this replica decides with
     /// it at once, so a caller reads its own write; the others follow the change
     /// notification.
-    pub fn changed(&self, tenant_id: &str, changes: impl IntoIterator<Item = Change>) {
-        self.snapshots.invalidate(tenant_id, changes);
+    pub async fn changed(&self, tenant_id: &str, changes: impl IntoIterator<Item = Change>) {
+        self.snapshots.changed(tenant_id, changes).await;
     }
 }
 

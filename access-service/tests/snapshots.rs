@@ -37,7 +37,7 @@ async fn concurrent_misses_share_one_load_of_the_tenant() {
 
 /// The snapshot of "acme" once `ready` holds of it, read again as changes arrive.
 async fn until(
-    cache: &SnapshotCache,
+    cache: &Arc<SnapshotCache>,
     what: &str,
     ready: impl Fn(&TenantSnapshot) -> bool,
 ) -> Arc<TenantSnapshot> {
@@ -90,7 +90,15 @@ async fn acme() -> (TestDb, tokio_postgres::Client) {
 
 /// A cache on `db` whose listener has connected.
 async fn listening(db: &TestDb) -> (Arc<SnapshotCache>, tokio::task::JoinHandle<()>) {
-    let cache = SnapshotCache::new(db.pool(access_service::db::SCHEMA));
+    listening_with(db, access_service::snapshot::STALE_LIMIT).await
+}
+
+/// A cache on `db` with `stale_limit` whose listener has connected.
+async fn listening_with(
+    db: &TestDb,
+    stale_limit: Duration,
+) -> (Arc<SnapshotCache>, tokio::task::JoinHandle<()>) {
+    let cache = SnapshotCache::with_stale_limit(db.pool(access_service::db::SCHEMA), stale_limit);
     let listener = tokio::spawn(cache.clone().listen(db.secret_url()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !cache.is_listening() {
@@ -196,11 +204,7 @@ async fn a_change_during_a_read_is_reread_as_a_part_not_the_tenant_again() {
     let (db, sql) = acme().await;
     let (cache, listener) = listening(&db).await;
     // The first read of the tenant is held at its rules.
-    let holder = db.client().await;
-    holder
-        .batch_execute("BEGIN; LOCK TABLE access.rules IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let holder = hold(&db, "rules").await;
     let reading = tokio::spawn({
         let cache = cache.clone();
         async move { cache.get("acme").await.unwrap() }
@@ -226,6 +230,23 @@ async fn a_change_during_a_read_is_reread_as_a_part_not_the_tenant_again() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // A lock reports its status meanwhile, and the notification is applied.
+    lock_reports_locked(&cache, &sql).await;
+    holder.batch_execute("COMMIT").await.unwrap();
+    let first = reading.await.unwrap();
+    assert_eq!(first.doors[&A].status, "UNKNOWN", "read before the change");
+
+    // The read was kept with the doors marked: they alone are read again.
+    let second = until(&cache, "the status", |s| s.doors[&A].status == "LOCKED").await;
+    assert!(
+        Arc::ptr_eq(&first.rules, &second.rules),
+        "the rules were not read again"
+    );
+    assert_eq!(cache.loads(), 2, "the tenant, then its doors");
+    listener.abort();
+}
+
+/// Door A's lock reports it locked; returns once `cache` has applied the notification.
+async fn lock_reports_locked(cache: &SnapshotCache, sql: &tokio_postgres::Client) {
     let applied = cache.notifications();
     sql.batch_execute(&format!(
         "UPDATE doors SET status = 'LOCKED', status_time = now() WHERE id = '{A}'"
@@ -240,17 +261,61 @@ async fn a_change_during_a_read_is_reread_as_a_part_not_the_tenant_again() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    holder.batch_execute("COMMIT").await.unwrap();
-    let first = reading.await.unwrap();
-    assert_eq!(first.doors[&A].status, "UNKNOWN", "read before the change");
+}
 
-    // The read was kept with the doors marked: the next decision rereads them alone.
-    let second = cache.get("acme").await.unwrap();
-    assert_eq!(second.doors[&A].status, "LOCKED");
+/// Holds `table` locked until the returned client commits.
+async fn hold(db: &TestDb, table: &str) -> tokio_postgres::Client {
+    let holder = db.client().await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE access.{table} IN ACCESS EXCLUSIVE MODE"
+        ))
+        .await
+        .unwrap();
+    holder
+}
+
+#[tokio::test]
+async fn decisions_go_on_with_the_last_snapshot_while_a_change_is_read_but_not_for_long() {
+    let (db, sql) = acme().await;
+    let limit = Duration::from_millis(800);
+    let (cache, listener) = listening_with(&db, limit).await;
+    let first = cache.get("acme").await.unwrap();
+
+    // Rereading the doors will wait on their properties.
+    let holder = hold(&db, "properties").await;
+    // The change arrives between these two instants.
+    let sent = std::time::Instant::now();
+    lock_reports_locked(&cache, &sql).await;
+    let arrived = std::time::Instant::now();
+    // Within the limit, decisions are answered from the snapshot before the change
+    // while the doors are read again behind them, however long that takes.
+    for _ in 0..3 {
+        let meanwhile = cache.get("acme").await.unwrap();
+        assert!(
+            sent.elapsed() < limit,
+            "the machine was too slow to observe the limit"
+        );
+        assert!(Arc::ptr_eq(&meanwhile, &first));
+    }
+    // Past it, a decision waits for the read.
+    tokio::time::sleep(limit.saturating_sub(arrived.elapsed())).await;
+    let waited = tokio::time::timeout(Duration::from_millis(200), cache.get("acme")).await;
     assert!(
-        Arc::ptr_eq(&first.rules, &second.rules),
-        "the rules were not read again"
+        waited.is_err(),
+        "a decision past the limit was answered from the old snapshot"
     );
-    assert_eq!(cache.loads(), 2, "the tenant, then its doors");
+    let waiting = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.get("acme").await.unwrap() }
+    });
+    holder.batch_execute("COMMIT").await.unwrap();
+    let after = waiting.await.unwrap();
+    assert_eq!(after.doors[&A].status, "LOCKED");
+    assert!(
+        Arc::ptr_eq(&after.rules, &first.rules),
+        "only the doors were read"
+    );
+    assert_eq!(cache.loads(), 2, "the tenant, then its doors once");
     listener.abort();
 }

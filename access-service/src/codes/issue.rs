@@ -309,7 +309,7 @@ pub async fn issue_access_code(
         })
         .await?;
     if !issued.replayed {
-        super::committed(state, tenant);
+        super::committed(state, tenant).await;
     }
     Ok(issued)
 }

@@ -94,8 +94,10 @@ pub(crate) async fn record(
 /// After a change to the tenant's codes commits: this replica decides with it at once
 /// ([`AppState::changed`](crate::state::AppState::changed)), and provisioning looks at
 /// the new intents.
-pub(crate) fn committed(state: &crate::state::AppState, tenant_id: &str) {
-    state.changed(tenant_id, [crate::snapshot::Change::Codes]);
+pub(crate) async fn committed(state: &crate::state::AppState, tenant_id: &str) {
+    state
+        .changed(tenant_id, [crate::snapshot::Change::Codes])
+        .await;
     state.provisioning_wake.notify_one();
 }
 

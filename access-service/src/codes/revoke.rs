@@ -65,7 +65,7 @@ pub async fn revoke_access_code(
             Ok::<_, Error>(stored)
         })
         .await?;
-    super::committed(state, tenant);
+    super::committed(state, tenant).await;
     revoked
         .into_iter()
         .next()

@@ -283,7 +283,7 @@ pub async fn issue_stay_codes(
             })
         })
         .await?;
-    super::committed(state, tenant);
+    super::committed(state, tenant).await;
     Ok(stay)
 }
 

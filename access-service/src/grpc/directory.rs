@@ -63,7 +63,7 @@ impl DirectoryService for DirectoryApi {
                 .then_some(settings.default_time_zone),
         };
         let tenant = directory::update_tenant_settings(&self.state, &caller, update).await?;
-        self.state.changed(&caller.tenant_id, [Change::Doors]);
+        self.state.changed(&caller.tenant_id, [Change::Doors]).await;
         Ok(Response::new(convert::tenant_settings(tenant)))
     }
 
@@ -84,7 +84,7 @@ impl DirectoryService for DirectoryApi {
             code_settings: property.code_settings,
         };
         let created = directory::create_property(&self.state, &caller, new).await?;
-        self.state.changed(&caller.tenant_id, [Change::Doors]);
+        self.state.changed(&caller.tenant_id, [Change::Doors]).await;
         Ok(Response::new(convert::property(created)))
     }
 
@@ -153,7 +153,7 @@ impl DirectoryService for DirectoryApi {
         let updated =
             directory::update_property(&self.state, &caller, &property.id, changes, code_settings)
                 .await?;
-        self.state.changed(&caller.tenant_id, [Change::Doors]);
+        self.state.changed(&caller.tenant_id, [Change::Doors]).await;
         Ok(Response::new(convert::property(updated)))
     }
 
@@ -163,7 +163,7 @@ impl DirectoryService for DirectoryApi {
     ) -> Reply<pb::DeletePropertyResponse> {
         let caller = Caller::of(&request)?;
         directory::delete_property(&self.state, &caller, &request.get_ref().id).await?;
-        self.state.changed(&caller.tenant_id, [Change::Doors]);
+        self.state.changed(&caller.tenant_id, [Change::Doors]).await;
         Ok(Response::new(pb::DeletePropertyResponse {}))
     }
 
@@ -172,7 +172,7 @@ impl DirectoryService for DirectoryApi {
         let request = request.into_inner();
         let door =
             doors::create_door(&self.state, &caller, request.door, &request.request_id).await?;
-        self.state.changed(&caller.tenant_id, [Change::Doors]);
+        self.state.changed(&caller.tenant_id, [Change::Doors]).await;
         Ok(Response::new(convert::door(door)))
     }
 
@@ -205,7 +205,7 @@ impl DirectoryService for DirectoryApi {
             request.update_mask.as_ref(),
         )
         .await?;
-        self.state.changed(&caller.tenant_id, [Change::Doors]);
+        self.state.changed(&caller.tenant_id, [Change::Doors]).await;
         Ok(Response::new(convert::door(door)))
     }
 
@@ -216,10 +216,12 @@ impl DirectoryService for DirectoryApi {
         let caller = Caller::of(&request)?;
         let door = doors::delete_door(&self.state, &caller, &request.get_ref().id).await?;
         // Its rules and its codes' bindings went with it.
-        self.state.changed(
-            &caller.tenant_id,
-            [Change::Doors, Change::Rules(Some(door)), Change::Codes],
-        );
+        self.state
+            .changed(
+                &caller.tenant_id,
+                [Change::Doors, Change::Rules(Some(door)), Change::Codes],
+            )
+            .await;
         Ok(Response::new(pb::DeleteDoorResponse {}))
     }
 
@@ -228,7 +230,7 @@ impl DirectoryService for DirectoryApi {
         let request = request.into_inner();
         let user =
             users::create_user(&self.state, &caller, request.user, &request.request_id).await?;
-        self.state.changed(&caller.tenant_id, [Change::Users]);
+        self.state.changed(&caller.tenant_id, [Change::Users]).await;
         Ok(Response::new(convert::user(user)))
     }
 
@@ -261,7 +263,7 @@ impl DirectoryService for DirectoryApi {
             request.update_mask.as_ref(),
         )
         .await?;
-        self.state.changed(&caller.tenant_id, [Change::Users]);
+        self.state.changed(&caller.tenant_id, [Change::Users]).await;
         Ok(Response::new(convert::user(user)))
     }
 
@@ -273,12 +275,14 @@ impl DirectoryService for DirectoryApi {
         let rule_doors = users::delete_user(&self.state, &caller, &request.get_ref().id).await?;
         // Its memberships and grants went with it, and its codes name no user now.
         let grants = rule_doors.into_iter().map(|door| Change::Rules(Some(door)));
-        self.state.changed(
-            &caller.tenant_id,
-            [Change::Users, Change::Memberships, Change::Codes]
-                .into_iter()
-                .chain(grants),
-        );
+        self.state
+            .changed(
+                &caller.tenant_id,
+                [Change::Users, Change::Memberships, Change::Codes]
+                    .into_iter()
+                    .chain(grants),
+            )
+            .await;
         Ok(Response::new(pb::DeleteUserResponse {}))
     }
 
@@ -295,7 +299,9 @@ impl DirectoryService for DirectoryApi {
             &request.request_id,
         )
         .await?;
-        self.state.changed(&caller.tenant_id, [Change::Memberships]);
+        self.state
+            .changed(&caller.tenant_id, [Change::Memberships])
+            .await;
         Ok(Response::new(convert::membership(membership)))
     }
 
@@ -335,7 +341,9 @@ impl DirectoryService for DirectoryApi {
             request.update_mask.as_ref(),
         )
         .await?;
-        self.state.changed(&caller.tenant_id, [Change::Memberships]);
+        self.state
+            .changed(&caller.tenant_id, [Change::Memberships])
+            .await;
         Ok(Response::new(convert::membership(membership)))
     }
 
@@ -345,7 +353,9 @@ impl DirectoryService for DirectoryApi {
     ) -> Reply<pb::DeleteMembershipResponse> {
         let caller = Caller::of(&request)?;
         memberships::delete_membership(&self.state, &caller, &request.get_ref().id).await?;
-        self.state.changed(&caller.tenant_id, [Change::Memberships]);
+        self.state
+            .changed(&caller.tenant_id, [Change::Memberships])
+            .await;
         Ok(Response::new(pb::DeleteMembershipResponse {}))
     }
 

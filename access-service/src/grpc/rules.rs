@@ -31,7 +31,8 @@ impl RuleService for RuleApi {
         let rule =
             rules::create_rule(&self.state, &caller, request.rule, &request.request_id).await?;
         self.state
-            .changed(&caller.tenant_id, [Change::Rules(Some(rule.rule.door_id))]);
+            .changed(&caller.tenant_id, [Change::Rules(Some(rule.rule.door_id))])
+            .await;
         Ok(Response::new(convert::rule(rule)))
     }
 
@@ -58,7 +59,8 @@ impl RuleService for RuleApi {
         let caller = Caller::of(&request)?;
         let rule = rules::update_rule(&self.state, &caller, request.into_inner()).await?;
         self.state
-            .changed(&caller.tenant_id, [Change::Rules(Some(rule.rule.door_id))]);
+            .changed(&caller.tenant_id, [Change::Rules(Some(rule.rule.door_id))])
+            .await;
         Ok(Response::new(convert::rule(rule)))
     }
 
@@ -69,7 +71,8 @@ impl RuleService for RuleApi {
         let caller = Caller::of(&request)?;
         let door = rules::delete_rule(&self.state, &caller, &request.get_ref().id).await?;
         self.state
-            .changed(&caller.tenant_id, [Change::Rules(Some(door))]);
+            .changed(&caller.tenant_id, [Change::Rules(Some(door))])
+            .await;
         Ok(Response::new(pb::DeleteRuleResponse {}))
     }
 
@@ -78,7 +81,8 @@ impl RuleService for RuleApi {
         let request = request.get_ref();
         let rule = rules::toggle_rule(&self.state, &caller, &request.id, request.active).await?;
         self.state
-            .changed(&caller.tenant_id, [Change::Rules(Some(rule.rule.door_id))]);
+            .changed(&caller.tenant_id, [Change::Rules(Some(rule.rule.door_id))])
+            .await;
         Ok(Response::new(convert::rule(rule)))
     }
 
@@ -94,7 +98,8 @@ impl RuleService for RuleApi {
         )
         .await?;
         self.state
-            .changed(&caller.tenant_id, [Change::Rules(Some(rule.rule.door_id))]);
+            .changed(&caller.tenant_id, [Change::Rules(Some(rule.rule.door_id))])
+            .await;
         Ok(Response::new(convert::rule(rule)))
     }
 
@@ -113,7 +118,8 @@ impl RuleService for RuleApi {
         )
         .await?;
         self.state
-            .changed(&caller.tenant_id, [Change::Rules(Some(rule.rule.door_id))]);
+            .changed(&caller.tenant_id, [Change::Rules(Some(rule.rule.door_id))])
+            .await;
         Ok(Response::new(convert::rule(rule)))
     }
 }

@@ -360,11 +360,22 @@ async fn rules(
                 .await?
         }
     };
+    // Indexing a large tenant's rules takes long enough to hold up the decisions that
+    // share this worker thread.
+    tokio::task::spawn_blocking(move || index_rules(rule_rows, grant_rows))
+        .await
+        .map_err(|error| diesel::result::Error::DeserializationError(Box::new(error)))
+}
+
+/// Each door's rule index, from the rules and their grants as stored.
+fn index_rules(
+    rule_rows: Vec<RuleRow>,
+    grant_rows: Vec<(Uuid, Uuid)>,
+) -> HashMap<Uuid, Arc<DoorRules>> {
     let mut grants: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
     for (rule_id, user_id) in grant_rows {
         grants.entry(rule_id).or_default().push(user_id);
     }
-
     let mut by_door: HashMap<Uuid, Vec<RuleView>> = HashMap::new();
     for (id, door_id, name, version, active, roles, slots, valid_from, valid_until) in rule_rows {
         let stored: Vec<StoredSlot> = serde_json::from_value(slots).unwrap_or_default();
@@ -384,10 +395,10 @@ async fn rules(
             valid_until,
         });
     }
-    Ok(by_door
+    by_door
         .into_iter()
         .map(|(door, rules)| (door, Arc::new(DoorRules::build(rules))))
-        .collect())
+        .collect()
 }
 
 /// Each door's active access codes.

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use latchkey::db::DbPool;
@@ -22,6 +22,7 @@ use latchkey::error::ApiError;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::decision::{DoorCodes, DoorRules, DoorView, MembershipView, UserView};
@@ -137,11 +138,21 @@ impl TenantSnapshot {
     }
 }
 
+/// How long decisions may go on deciding with a snapshot some of whose parts have
+/// changed, while those parts are read again behind them. Past it they wait for the
+/// read, so no replica decides on data older than this behind the changes it has been
+/// told of.
+pub const STALE_LIMIT: Duration = Duration::from_millis(500);
+
 /// A cached snapshot and what has changed since it was read.
 #[derive(Debug)]
 struct Cached {
     snapshot: Arc<TenantSnapshot>,
     stale: Stale,
+    /// When the oldest change not yet read arrived.
+    since: Option<Instant>,
+    /// Rereading failed: decisions wait for a read rather than use this one.
+    strict: bool,
 }
 
 /// The changes seen while a tenant is read: they may have committed after the read
@@ -149,17 +160,9 @@ struct Cached {
 #[derive(Debug, Default)]
 struct Seen {
     stale: Stale,
+    since: Option<Instant>,
     /// A change not confined to parts: what was read is not kept.
     everything: bool,
-}
-
-impl Seen {
-    fn mark(&mut self, change: Change) {
-        match change {
-            Change::Everything => self.everything = true,
-            _ => self.stale.mark(change),
-        }
-    }
 }
 
 #[derive(Debug, Default)]
@@ -169,6 +172,15 @@ struct Entries {
     reading: HashMap<String, Seen>,
 }
 
+/// What the cache holds for a decision.
+enum Lookup {
+    Fresh(Arc<TenantSnapshot>),
+    /// Changed, but recently: usable while the changes are read again.
+    Usable(Arc<TenantSnapshot>),
+    /// Nothing a decision may use: it waits for a read.
+    Wait,
+}
+
 /// Every tenant's snapshot, shared by all requests of a process.
 pub struct SnapshotCache {
     pool: DbPool,
@@ -176,8 +188,9 @@ pub struct SnapshotCache {
     listening: AtomicBool,
     loads: Mutex<u64>,
     notifications: AtomicU64,
-    /// One load at a time per tenant: requests that miss together wait for the one
-    /// load instead of each reading a large tenant (and exhausting the pool).
+    stale_limit: Duration,
+    /// One read at a time per tenant: requests that miss together wait for the one
+    /// read instead of each reading a large tenant (and exhausting the pool).
     loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -191,12 +204,19 @@ impl std::fmt::Debug for SnapshotCache {
 
 impl SnapshotCache {
     pub fn new(pool: DbPool) -> Arc<Self> {
+        Self::with_stale_limit(pool, STALE_LIMIT)
+    }
+
+    /// A cache whose decisions use a changed snapshot for at most `stale_limit` while
+    /// it is read again.
+    pub fn with_stale_limit(pool: DbPool, stale_limit: Duration) -> Arc<Self> {
         Arc::new(Self {
             pool,
             entries: RwLock::new(Entries::default()),
             listening: AtomicBool::new(false),
             loads: Mutex::new(0),
             notifications: AtomicU64::new(0),
+            stale_limit,
             loading: Mutex::new(HashMap::new()),
         })
     }
@@ -216,48 +236,111 @@ impl SnapshotCache {
         self.notifications.load(Ordering::Acquire)
     }
 
-    /// The tenant's snapshot, if cached and nothing in it has changed.
-    fn cached(&self, tenant: &str) -> Option<Arc<TenantSnapshot>> {
+    fn lookup(&self, tenant: &str) -> Lookup {
         if !self.listening.load(Ordering::Acquire) {
-            return None;
+            return Lookup::Wait;
         }
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        entries
-            .snapshots
-            .get(tenant)
-            .filter(|cached| cached.stale.is_fresh())
-            .map(|cached| Arc::clone(&cached.snapshot))
-    }
-
-    /// Starts watching `tenant` for changes while it is read; returns its cached
-    /// snapshot and the parts of it that are stale, if there is one.
-    fn begin_read(&self, tenant: &str) -> Option<(Arc<TenantSnapshot>, Stale)> {
-        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        entries.reading.insert(tenant.to_owned(), Seen::default());
-        if !self.listening.load(Ordering::Acquire) {
-            return None;
-        }
-        entries
-            .snapshots
-            .get(tenant)
-            .map(|cached| (Arc::clone(&cached.snapshot), cached.stale.clone()))
-    }
-
-    /// The tenant's snapshot: the cached one, or the cached one with its stale parts
-    /// read again, or the whole tenant read when nothing is cached.
-    pub async fn get(&self, tenant: &str) -> Result<Arc<TenantSnapshot>, ApiError> {
-        if let Some(snapshot) = self.cached(tenant) {
-            return Ok(snapshot);
-        }
-        let gate = {
-            let mut loading = self.loading.lock().unwrap_or_else(|p| p.into_inner());
-            Arc::clone(loading.entry(tenant.to_owned()).or_default())
+        let Some(cached) = entries.snapshots.get(tenant) else {
+            return Lookup::Wait;
         };
-        let _turn = gate.lock().await;
-        // The load this request waited for may have filled the cache.
-        if let Some(snapshot) = self.cached(tenant) {
-            return Ok(snapshot);
+        if cached.stale.is_fresh() {
+            return Lookup::Fresh(Arc::clone(&cached.snapshot));
         }
+        match cached.since {
+            Some(since) if !cached.strict && since.elapsed() < self.stale_limit => {
+                Lookup::Usable(Arc::clone(&cached.snapshot))
+            }
+            _ => Lookup::Wait,
+        }
+    }
+
+    /// The tenant's read gate.
+    fn gate(&self, tenant: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut loading = self.loading.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(loading.entry(tenant.to_owned()).or_default())
+    }
+
+    /// The tenant's snapshot. A fresh one is used as it is; one whose changes arrived
+    /// within [`STALE_LIMIT`] is used while they are read again behind it; otherwise
+    /// the decision waits for its stale parts, or the whole tenant, to be read.
+    pub async fn get(self: &Arc<Self>, tenant: &str) -> Result<Arc<TenantSnapshot>, ApiError> {
+        match self.lookup(tenant) {
+            Lookup::Fresh(snapshot) => return Ok(snapshot),
+            Lookup::Usable(snapshot) => {
+                self.reread_behind(tenant);
+                return Ok(snapshot);
+            }
+            Lookup::Wait => {}
+        }
+        let gate = self.gate(tenant);
+        let turn = gate.lock().await;
+        // The read this request waited for may have filled the cache.
+        match self.lookup(tenant) {
+            Lookup::Fresh(snapshot) => Ok(snapshot),
+            Lookup::Usable(snapshot) => {
+                drop(turn);
+                self.reread_behind(tenant);
+                Ok(snapshot)
+            }
+            Lookup::Wait => self.read(tenant).await,
+        }
+    }
+
+    /// Rereads the tenant's stale parts on a task of their own, unless a read of the
+    /// tenant is already under way.
+    fn reread_behind(self: &Arc<Self>, tenant: &str) {
+        let Ok(turn) = self.gate(tenant).try_lock_owned() else {
+            return;
+        };
+        let cache = Arc::clone(self);
+        let tenant = tenant.to_owned();
+        let span = tracing::debug_span!("snapshot reread", tenant = %tenant);
+        tokio::spawn(
+            async move {
+                let _turn = turn;
+                if !matches!(cache.lookup(&tenant), Lookup::Fresh(_)) {
+                    cache.reread_or_wait(&tenant).await;
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Reads the tenant under its gate; if that fails, decisions wait for a read that
+    /// does not.
+    async fn reread_or_wait(&self, tenant: &str) {
+        if let Err(error) = self.read(tenant).await {
+            tracing::warn!(%error, "rereading changed access data failed; decisions wait for it");
+            let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(cached) = entries.snapshots.get_mut(tenant) {
+                cached.strict = true;
+            }
+        }
+    }
+
+    /// After a change through this replica commits: marks what it touched and returns
+    /// once this replica decides with it, so the caller reads its own write.
+    pub async fn changed(&self, tenant: &str, changes: impl IntoIterator<Item = Change>) {
+        self.invalidate(tenant, changes);
+        // Any read under way began before the change and keeps it marked.
+        let gate = self.gate(tenant);
+        let _turn = gate.lock().await;
+        let stale = {
+            let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+            entries
+                .snapshots
+                .get(tenant)
+                .is_some_and(|cached| !cached.stale.is_fresh())
+        };
+        if stale && self.listening.load(Ordering::Acquire) {
+            self.reread_or_wait(tenant).await;
+        }
+    }
+
+    /// Reads the tenant's stale parts, or the whole tenant when nothing of it is
+    /// cached, and caches the result. Call holding the tenant's gate.
+    async fn read(&self, tenant: &str) -> Result<Arc<TenantSnapshot>, ApiError> {
         let base = self.begin_read(tenant);
         let read = async {
             let mut conn = self.pool.get().await?;
@@ -284,10 +367,26 @@ impl SnapshotCache {
                 Cached {
                     snapshot: Arc::clone(&snapshot),
                     stale: seen.stale,
+                    since: seen.since,
+                    strict: false,
                 },
             );
         }
         Ok(snapshot)
+    }
+
+    /// Starts watching `tenant` for changes while it is read; returns its cached
+    /// snapshot and the parts of it that are stale, if there is one.
+    fn begin_read(&self, tenant: &str) -> Option<(Arc<TenantSnapshot>, Stale)> {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        entries.reading.insert(tenant.to_owned(), Seen::default());
+        if !self.listening.load(Ordering::Acquire) {
+            return None;
+        }
+        entries
+            .snapshots
+            .get(tenant)
+            .map(|cached| (Arc::clone(&cached.snapshot), cached.stale.clone()))
     }
 
     /// Marks what `changes` touched in the tenant's snapshot as stale, all at once, or
@@ -300,8 +399,15 @@ impl SnapshotCache {
     }
 
     fn mark(entries: &mut Entries, tenant: &str, change: Change) {
+        let now = Instant::now();
         if let Some(seen) = entries.reading.get_mut(tenant) {
-            seen.mark(change);
+            match change {
+                Change::Everything => seen.everything = true,
+                _ => {
+                    seen.stale.mark(change);
+                    seen.since.get_or_insert(now);
+                }
+            }
         }
         match change {
             Change::Everything => {
@@ -310,6 +416,7 @@ impl SnapshotCache {
             _ => {
                 if let Some(cached) = entries.snapshots.get_mut(tenant) {
                     cached.stale.mark(change);
+                    cached.since.get_or_insert(now);
                 }
             }
         }
