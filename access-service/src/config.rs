@@ -95,6 +95,10 @@ pub struct Config {
     /// Most audit rows committed in one transaction.
     #[arg(long, env = "AUDIT_MAX_BATCH", default_value_t = 512)]
     pub audit_max_batch: usize,
+    /// How long decisions may go on with a tenant's snapshot after another replica
+    /// changed it, while the change is read, in milliseconds (0: they wait for it).
+    #[arg(long, env = "SNAPSHOT_STALE_LIMIT_MS", default_value_t = 500)]
+    pub snapshot_stale_limit_ms: u64,
     /// Audit rows older than this many days are purged (0 keeps everything).
     #[arg(long, env = "AUDIT_RETENTION_DAYS", default_value_t = 365)]
     pub audit_retention_days: u32,
@@ -170,6 +174,7 @@ impl Config {
             db_role: DEFAULT_DB_ROLE.to_owned(),
             audit_writers: 2,
             audit_max_batch: 512,
+            snapshot_stale_limit_ms: 500,
             audit_retention_days: 365,
             audit_retention_interval_secs: 3600,
             suspicious_threshold: 5,

@@ -90,7 +90,10 @@ pub async fn run(
             std::time::Duration::from_secs(config.audit_retention_interval_secs.max(1)),
         ))
     });
-    let snapshots = snapshot::SnapshotCache::new(pool.clone());
+    let snapshots = snapshot::SnapshotCache::with_stale_limit(
+        pool.clone(),
+        std::time::Duration::from_millis(config.snapshot_stale_limit_ms),
+    );
     let listener_task =
         tokio::spawn(std::sync::Arc::clone(&snapshots).listen(config.db.database_url.clone()));
     let state = AppState {

@@ -258,6 +258,11 @@ impl SnapshotCache {
     /// The tenant's read gate.
     fn gate(&self, tenant: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut loading = self.loading.lock().unwrap_or_else(|p| p.into_inner());
+        // Asked on every decision while a change is read: the tenant's key is copied
+        // only the first time.
+        if let Some(gate) = loading.get(tenant) {
+            return Arc::clone(gate);
+        }
         Arc::clone(loading.entry(tenant.to_owned()).or_default())
     }
 
