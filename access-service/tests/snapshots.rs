@@ -319,3 +319,15 @@ async fn decisions_go_on_with_the_last_snapshot_while_a_change_is_read_but_not_f
     assert_eq!(cache.loads(), 2, "the tenant, then its doors once");
     listener.abort();
 }
+
+#[tokio::test]
+async fn with_no_stale_limit_the_first_decision_after_a_change_waits_for_it() {
+    let (db, sql) = acme().await;
+    let (cache, listener) = listening_with(&db, Duration::ZERO).await;
+    let first = cache.get("acme").await.unwrap();
+    lock_reports_locked(&cache, &sql).await;
+    let next = cache.get("acme").await.unwrap();
+    assert_eq!(next.doors[&A].status, "LOCKED");
+    assert!(Arc::ptr_eq(&first.rules, &next.rules));
+    listener.abort();
+}
