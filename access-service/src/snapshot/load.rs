@@ -272,23 +272,26 @@ async fn users(conn: &mut AsyncPgConnection, tenant_id: &str) -> QueryResult<Use
         ))
         .load(conn)
         .await?;
-    let mut by_id = HashMap::with_capacity(user_rows.len());
-    let mut by_external_id = HashMap::new();
-    for (id, external_id, name, email, roles, active) in user_rows {
-        if let Some(external) = &external_id {
-            by_external_id.insert(external.clone(), id);
+    off_thread(move || {
+        let mut by_id = HashMap::with_capacity(user_rows.len());
+        let mut by_external_id = HashMap::new();
+        for (id, external_id, name, email, roles, active) in user_rows {
+            if let Some(external) = &external_id {
+                by_external_id.insert(external.clone(), id);
+            }
+            by_id.insert(
+                id,
+                UserEntry {
+                    view: UserView { id, active, roles },
+                    external_id,
+                    name,
+                    email,
+                },
+            );
         }
-        by_id.insert(
-            id,
-            UserEntry {
-                view: UserView { id, active, roles },
-                external_id,
-                name,
-                email,
-            },
-        );
-    }
-    Ok((by_id, by_external_id))
+        (by_id, by_external_id)
+    })
+    .await
 }
 
 /// Each user's memberships.
@@ -306,15 +309,18 @@ async fn memberships(
         ))
         .load(conn)
         .await?;
-    let mut by_user: HashMap<Uuid, Vec<MembershipView>> = HashMap::new();
-    for (user_id, status, start, end) in membership_rows {
-        by_user.entry(user_id).or_default().push(MembershipView {
-            status: membership_state(&status),
-            start,
-            end,
-        });
-    }
-    Ok(by_user)
+    off_thread(move || {
+        let mut by_user: HashMap<Uuid, Vec<MembershipView>> = HashMap::new();
+        for (user_id, status, start, end) in membership_rows {
+            by_user.entry(user_id).or_default().push(MembershipView {
+                status: membership_state(&status),
+                start,
+                end,
+            });
+        }
+        by_user
+    })
+    .await
 }
 
 /// The rule index of each door of the tenant with rules, or of each of `only` that
@@ -360,9 +366,15 @@ async fn rules(
                 .await?
         }
     };
-    // Indexing a large tenant's rules takes long enough to hold up the decisions that
-    // share this worker thread.
-    tokio::task::spawn_blocking(move || index_rules(rule_rows, grant_rows))
+    off_thread(move || index_rules(rule_rows, grant_rows)).await
+}
+
+/// Runs `build` on the blocking pool: indexing a large tenant's part takes long enough
+/// to hold up the decisions that share the worker thread it would run on.
+async fn off_thread<T: Send + 'static>(
+    build: impl FnOnce() -> T + Send + 'static,
+) -> QueryResult<T> {
+    tokio::task::spawn_blocking(build)
         .await
         .map_err(|error| diesel::result::Error::DeserializationError(Box::new(error)))
 }
@@ -432,6 +444,11 @@ async fn codes(
         .load(conn)
         .await?;
 
+    off_thread(move || index_codes(code_rows, code_doors)).await
+}
+
+/// Each door's code index, from the active codes and their doors as stored.
+fn index_codes(code_rows: Vec<CodeRow>, code_doors: Vec<(Uuid, Uuid)>) -> HashMap<Uuid, DoorCodes> {
     let codes: HashMap<Uuid, CodeView> = code_rows
         .into_iter()
         .map(
@@ -463,8 +480,8 @@ async fn codes(
             codes_by_door.entry(door_id).or_default().push(view.clone());
         }
     }
-    Ok(codes_by_door
+    codes_by_door
         .into_iter()
         .map(|(door, codes)| (door, DoorCodes::build(codes)))
-        .collect())
+        .collect()
 }
