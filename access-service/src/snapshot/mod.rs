@@ -347,6 +347,12 @@ impl SnapshotCache {
     /// cached, and caches the result. Call holding the tenant's gate.
     async fn read(&self, tenant: &str) -> Result<Arc<TenantSnapshot>, ApiError> {
         let base = self.begin_read(tenant);
+        let span = tracing::debug_span!(
+            "snapshot read",
+            tenant = %tenant,
+            whole = base.is_none(),
+            stale = ?base.as_ref().map(|(_, stale)| stale),
+        );
         let read = async {
             let mut conn = self.pool.get().await?;
             Ok::<_, ApiError>(match &base {
@@ -354,6 +360,7 @@ impl SnapshotCache {
                 None => load::tenant(&mut conn, tenant).await?,
             })
         }
+        .instrument(span)
         .await;
         let seen = {
             let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
