@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use access_service::snapshot::{SnapshotCache, TenantSnapshot};
+use access_service::snapshot::{CHANNEL, SnapshotCache, TenantSnapshot};
 use latchkey::testkit::TestDb;
 use uuid::Uuid;
 
@@ -186,7 +186,7 @@ async fn a_change_rereads_only_the_part_it_touched() {
     // A notification in the shape of earlier releases, a bare tenant id, reads the
     // tenant whole.
     let loads = cache.loads();
-    sql.batch_execute("SELECT pg_notify('latchkey_access_changes', 'acme')")
+    sql.batch_execute(&format!("SELECT pg_notify('{CHANNEL}', 'acme')"))
         .await
         .unwrap();
     let sixth = until(&cache, "the bare notification", |s| {
@@ -330,4 +330,44 @@ async fn with_no_stale_limit_the_first_decision_after_a_change_waits_for_it() {
     assert_eq!(next.doors[&A].status, "LOCKED");
     assert!(Arc::ptr_eq(&first.rules, &next.rules));
     listener.abort();
+}
+
+#[tokio::test]
+async fn replicas_of_the_release_before_still_hear_each_change_as_a_tenant_id() {
+    let (db, sql) = acme().await;
+    let (listener, mut connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let (heard, mut payloads) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = futures_util::StreamExt::next(&mut messages).await {
+            if let tokio_postgres::AsyncMessage::Notification(note) = message {
+                let _ = heard.send((note.channel().to_owned(), note.payload().to_owned()));
+            }
+        }
+    });
+    listener
+        .batch_execute(&format!("LISTEN latchkey_access_changes; LISTEN {CHANNEL}"))
+        .await
+        .unwrap();
+    sql.batch_execute(&format!(
+        "UPDATE rules SET active = FALSE WHERE id = '{RULE_A}'"
+    ))
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let next = tokio::time::timeout(Duration::from_secs(10), payloads.recv()).await;
+        got.push(next.expect("a notification").expect("the listener is open"));
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("latchkey_access_changes".to_owned(), "acme".to_owned()),
+            (CHANNEL.to_owned(), format!("rules:{A}:acme")),
+        ]
+    );
+    driver.abort();
 }

@@ -1,6 +1,6 @@
 //! The in-memory view of each tenant that decisions read: doors, users, memberships,
 //! per-door rule indexes and per-door active access codes. A tenant is loaded on first
-//! use. Triggers on every table the snapshot reads notify `latchkey_access_changes` with
+//! use. Triggers on every table the snapshot reads notify `latchkey_access_parts` with
 //! the tenant and the part that changed, so every replica sees a change as soon as it
 //! commits: the next decision reads that part again, in one transaction, and shares the
 //! rest with the snapshot before (a lock's status report rereads the doors, a rule's edit
@@ -31,8 +31,9 @@ pub use change::Change;
 use change::Stale;
 pub use load::door_kind;
 
-/// The channel the change triggers notify.
-pub const CHANNEL: &str = "latchkey_access_changes";
+/// The channel the change triggers notify with the part changed. (They also notify
+/// `latchkey_access_changes` with the bare tenant id, which earlier releases follow.)
+pub const CHANNEL: &str = "latchkey_access_parts";
 
 #[derive(Debug, Clone)]
 pub struct DoorEntry {
