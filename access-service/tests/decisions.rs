@@ -947,3 +947,80 @@ async fn access_and_audit_rpcs_check_their_input_and_their_callers() {
         "another tenant sees none of this tenant's rows"
     );
 }
+
+#[tokio::test]
+async fn a_change_through_one_replica_reaches_the_other_within_a_second() {
+    let db = common::database().await;
+    let first = common::start(common::config(db.url())).await;
+    let second = common::start(common::config(db.url())).await;
+    let admin = token("gym", "admin", &["ADMIN"]);
+    let mut directory = common::directory(&first).await;
+    let mut rules = common::rules(&first).await;
+    let mut other = AccessServiceClient::new(second.channel().await);
+    let home = common::property(&mut directory, &admin, "Gym", "Europe/Madrid").await;
+    let door = common::door(
+        &mut directory,
+        &admin,
+        pb::Door {
+            r#type: pb::DoorType::Room.into(),
+            ..common::door_spec(&home.id, "Studio")
+        },
+    )
+    .await;
+    let ana = common::user(&mut directory, &admin, "Ana", &["member"]).await;
+    let rule = rules
+        .create_rule(authorized(
+            pb::CreateRuleRequest {
+                rule: Some(pb::Rule {
+                    door_id: door.id.clone(),
+                    name: "Ana any time".into(),
+                    user_ids: vec![ana.id.clone()],
+                    active: true,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let explain = || {
+        authorized(
+            pb::ExplainAccessRequest {
+                door_id: door.id.clone(),
+                user_id: ana.id.clone(),
+                ..Default::default()
+            },
+            &admin,
+        )
+    };
+    let decided = |answer: pb::ExplainAccessResponse| answer.decision.unwrap().reason_code;
+    // The second replica reads the tenant (and so caches it) before the change.
+    let before = other.explain_access(explain()).await.unwrap().into_inner();
+    assert_eq!(decided(before), pb::ReasonCode::Granted as i32);
+
+    rules
+        .toggle_rule(authorized(
+            pb::ToggleRuleRequest {
+                id: rule.id,
+                active: false,
+                request_id: String::new(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    let toggled = std::time::Instant::now();
+    loop {
+        let answer = other.explain_access(explain()).await.unwrap().into_inner();
+        if decided(answer) == pb::ReasonCode::NoMatchingRule as i32 {
+            break;
+        }
+        assert!(
+            toggled.elapsed() < std::time::Duration::from_secs(1),
+            "the other replica still granted a second after the rule was switched off"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
