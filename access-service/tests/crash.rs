@@ -118,22 +118,14 @@ async fn a_killed_service_loses_no_answered_decision() {
         .await
         .unwrap()
         .into_inner();
-    RuleServiceClient::new(channel.clone())
-        .create_rule(authorized(
-            pb::CreateRuleRequest {
-                rule: Some(pb::Rule {
-                    door_id: door.id.clone(),
-                    name: "Always".into(),
-                    user_ids: vec![user.id.clone()],
-                    active: true,
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-            &admin,
-        ))
-        .await
-        .unwrap();
+    common::grant(
+        &mut RuleServiceClient::new(channel.clone()),
+        &admin,
+        &door.id,
+        &user.id,
+        "Always",
+    )
+    .await;
 
     let acknowledged = Arc::new(Mutex::new(Vec::<(String, i64)>::new()));
     let count = Arc::new(AtomicUsize::new(0));

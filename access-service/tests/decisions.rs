@@ -968,23 +968,7 @@ async fn a_change_through_one_replica_reaches_the_other_within_a_second() {
     )
     .await;
     let ana = common::user(&mut directory, &admin, "Ana", &["member"]).await;
-    let rule = rules
-        .create_rule(authorized(
-            pb::CreateRuleRequest {
-                rule: Some(pb::Rule {
-                    door_id: door.id.clone(),
-                    name: "Ana any time".into(),
-                    user_ids: vec![ana.id.clone()],
-                    active: true,
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-            &admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let rule = common::grant(&mut rules, &admin, &door.id, &ana.id, "Ana any time").await;
     let explain = || {
         authorized(
             pb::ExplainAccessRequest {

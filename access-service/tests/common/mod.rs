@@ -200,6 +200,31 @@ pub async fn user(
         .into_inner()
 }
 
+/// An active rule on `door_id` granting `user_id` at any time.
+pub async fn grant(
+    rules: &mut latchkey::pb::access::v1::rule_service_client::RuleServiceClient<Channel>,
+    token: &str,
+    door_id: &str,
+    user_id: &str,
+    name: &str,
+) -> pb::Rule {
+    let request = pb::CreateRuleRequest {
+        rule: Some(pb::Rule {
+            door_id: door_id.into(),
+            name: name.into(),
+            user_ids: vec![user_id.into()],
+            active: true,
+            ..Default::default()
+        }),
+        request_id: String::new(),
+    };
+    rules
+        .create_rule(authorized(request, token))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// A field mask of `paths`.
 pub fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
     Some(prost_types::FieldMask {
