@@ -65,6 +65,17 @@ pub enum StaleRules {
 }
 
 impl Stale {
+    /// Every part.
+    pub fn all() -> Self {
+        Self {
+            doors: true,
+            users: true,
+            memberships: true,
+            codes: true,
+            rules: StaleRules::All,
+        }
+    }
+
     pub fn is_fresh(&self) -> bool {
         *self == Self::default()
     }

@@ -102,27 +102,9 @@ pub fn code_kind(name: &str) -> CodeKind {
 }
 
 /// Loads everything decisions for `tenant` need, in one repeatable-read transaction so
-/// the parts agree with each other.
+/// the parts agree with each other: an empty snapshot with every part read.
 pub async fn tenant(conn: &mut AsyncPgConnection, tenant_id: &str) -> QueryResult<TenantSnapshot> {
-    conn.build_transaction()
-        .read_only()
-        .repeatable_read()
-        .run(async |conn| {
-            let (tenant_enabled, doors, door_order) = doors(conn, tenant_id).await?;
-            let (users, users_by_external_id) = users(conn, tenant_id).await?;
-            Ok(TenantSnapshot {
-                tenant_enabled,
-                doors: Arc::new(doors),
-                door_order: Arc::new(door_order),
-                users: Arc::new(users),
-                users_by_external_id: Arc::new(users_by_external_id),
-                memberships: Arc::new(memberships(conn, tenant_id).await?),
-                rules: Arc::new(rules(conn, tenant_id, None).await?),
-                codes: Arc::new(codes(conn, tenant_id).await?),
-                ..TenantSnapshot::default()
-            })
-        })
-        .await
+    refresh(conn, tenant_id, &TenantSnapshot::default(), &Stale::all()).await
 }
 
 /// `old` with its `stale` parts read again, in one repeatable-read transaction so the
