@@ -122,7 +122,7 @@ fn decide(
         memberships: user
             .map(|id| snapshot.memberships_of(&id))
             .unwrap_or_default(),
-        rules: snapshot.rules_of(&door),
+        rules: snapshot.door_rules(&door),
         at,
         explain,
     });

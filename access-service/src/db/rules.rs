@@ -263,8 +263,8 @@ pub async fn replace_users(
     Ok(())
 }
 
-/// Deletes the rule and its user grants; `false` when the tenant has no such rule.
-/// Deletes the rule; returns the door it was on, if there was such a rule.
+/// Deletes the rule and its user grants; returns the door it was on, `None` when the
+/// tenant has no such rule.
 pub async fn delete(
     conn: &mut AsyncPgConnection,
     tenant_id: &str,

@@ -115,10 +115,6 @@ impl TenantSnapshot {
         self.rules.get(door).unwrap_or(&self.no_rules)
     }
 
-    pub fn rules_of(&self, door: &Uuid) -> &DoorRules {
-        self.rules.get(door).unwrap_or(&self.no_rules)
-    }
-
     pub fn codes_of(&self, door: &Uuid) -> &DoorCodes {
         self.codes.get(door).unwrap_or(&self.no_codes)
     }
@@ -146,13 +142,26 @@ impl TenantSnapshot {
 /// told of.
 pub const STALE_LIMIT: Duration = Duration::from_millis(500);
 
+/// The parts changed since a snapshot was read, and when the oldest change arrived.
+#[derive(Debug, Default)]
+struct Unread {
+    stale: Stale,
+    since: Option<Instant>,
+}
+
+impl Unread {
+    /// Adds a change to parts (not [`Change::Everything`]) that arrived at `now`.
+    fn mark(&mut self, change: Change, now: Instant) {
+        self.stale.mark(change);
+        self.since.get_or_insert(now);
+    }
+}
+
 /// A cached snapshot and what has changed since it was read.
 #[derive(Debug)]
 struct Cached {
     snapshot: Arc<TenantSnapshot>,
-    stale: Stale,
-    /// When the oldest change not yet read arrived.
-    since: Option<Instant>,
+    unread: Unread,
     /// Rereading failed: decisions wait for a read rather than use this one.
     strict: bool,
 }
@@ -161,8 +170,7 @@ struct Cached {
 /// began, so the snapshot read is cached with them marked stale.
 #[derive(Debug, Default)]
 struct Seen {
-    stale: Stale,
-    since: Option<Instant>,
+    unread: Unread,
     /// A change not confined to parts: what was read is not kept.
     everything: bool,
 }
@@ -246,10 +254,10 @@ impl SnapshotCache {
         let Some(cached) = entries.snapshots.get(tenant) else {
             return Lookup::Wait;
         };
-        if cached.stale.is_fresh() {
+        if cached.unread.stale.is_fresh() {
             return Lookup::Fresh(Arc::clone(&cached.snapshot));
         }
-        match cached.since {
+        match cached.unread.since {
             Some(since) if !cached.strict && since.elapsed() < self.stale_limit => {
                 Lookup::Usable(Arc::clone(&cached.snapshot))
             }
@@ -338,7 +346,7 @@ impl SnapshotCache {
             entries
                 .snapshots
                 .get(tenant)
-                .is_some_and(|cached| !cached.stale.is_fresh())
+                .is_some_and(|cached| !cached.unread.stale.is_fresh())
         };
         if stale && self.listening.load(Ordering::Acquire) {
             self.reread_or_wait(tenant).await;
@@ -380,8 +388,7 @@ impl SnapshotCache {
                 tenant.to_owned(),
                 Cached {
                     snapshot: Arc::clone(&snapshot),
-                    stale: seen.stale,
-                    since: seen.since,
+                    unread: seen.unread,
                     strict: false,
                 },
             );
@@ -400,7 +407,7 @@ impl SnapshotCache {
         entries
             .snapshots
             .get(tenant)
-            .map(|cached| (Arc::clone(&cached.snapshot), cached.stale.clone()))
+            .map(|cached| (Arc::clone(&cached.snapshot), cached.unread.stale.clone()))
     }
 
     /// Marks what `changes` touched in the tenant's snapshot as stale, all at once, or
@@ -414,25 +421,19 @@ impl SnapshotCache {
 
     fn mark(entries: &mut Entries, tenant: &str, change: Change) {
         let now = Instant::now();
-        if let Some(seen) = entries.reading.get_mut(tenant) {
-            match change {
-                Change::Everything => seen.everything = true,
-                _ => {
-                    seen.stale.mark(change);
-                    seen.since.get_or_insert(now);
-                }
+        let seen = entries.reading.get_mut(tenant);
+        if change == Change::Everything {
+            if let Some(seen) = seen {
+                seen.everything = true;
             }
+            entries.snapshots.remove(tenant);
+            return;
         }
-        match change {
-            Change::Everything => {
-                entries.snapshots.remove(tenant);
-            }
-            _ => {
-                if let Some(cached) = entries.snapshots.get_mut(tenant) {
-                    cached.stale.mark(change);
-                    cached.since.get_or_insert(now);
-                }
-            }
+        if let Some(seen) = seen {
+            seen.unread.mark(change, now);
+        }
+        if let Some(cached) = entries.snapshots.get_mut(tenant) {
+            cached.unread.mark(change, now);
         }
     }
 
