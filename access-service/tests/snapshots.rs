@@ -12,11 +12,7 @@ use uuid::Uuid;
 
 #[tokio::test]
 async fn concurrent_misses_share_one_load_of_the_tenant() {
-    let db = TestDb::migrated(vec![(
-        access_service::db::SCHEMA,
-        access_service::db::MIGRATIONS,
-    )])
-    .await;
+    let (db, _sql) = acme().await;
     let (cache, listener) = listening(&db).await;
     let gets: Vec<_> = (0..32)
         .map(|_| {
