@@ -239,25 +239,6 @@ pub async fn monitor_health(
     }
 }
 
-/// A short, stable fingerprint of a set of migrations (by their names), to name test
-/// templates after the schema they hold.
-pub fn migrations_fingerprint<'a>(
-    sets: impl IntoIterator<Item = (&'a str, &'a EmbeddedMigrations)>,
-) -> String {
-    use diesel::migration::MigrationSource;
-    let mut text = String::new();
-    for (schema, migrations) in sets {
-        text.push_str(schema);
-        let names = MigrationSource::<diesel::pg::Pg>::migrations(migrations).unwrap_or_default();
-        for migration in names {
-            text.push(':');
-            text.push_str(&migration.name().to_string());
-        }
-        text.push(';');
-    }
-    format!("{:016x}", advisory_key(&text))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -39,6 +40,45 @@ async fn admin_client(admin: &str) -> tokio_postgres::Client {
         .unwrap_or_else(|e| panic!("connecting to the test PostgreSQL at {admin}: {e}"));
     tokio::spawn(connection);
     client
+}
+
+/// A short, stable fingerprint of each schema's name and its migrations' files, names
+/// and SQL, to name test templates after the schema they hold: a migration added or
+/// edited builds a new template rather than reusing one made from the SQL before.
+fn migrations_fingerprint<'a>(sets: impl IntoIterator<Item = (&'a str, &'a Path)>) -> String {
+    fn files(dir: &Path, found: &mut Vec<PathBuf>) {
+        let entries = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("reading migrations in {}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry
+                .unwrap_or_else(|e| panic!("reading migrations in {}: {e}", dir.display()))
+                .path();
+            if path.is_dir() {
+                files(&path, found);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+    let mut add = |bytes: &[u8]| {
+        for byte in bytes.iter().chain(b"\0") {
+            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for (schema, dir) in sets {
+        add(schema.as_bytes());
+        let mut found = Vec::new();
+        files(dir, &mut found);
+        found.sort();
+        for path in found {
+            let name = path.strip_prefix(dir).unwrap_or(&path);
+            add(name.to_string_lossy().as_bytes());
+            add(&std::fs::read(&path)
+                .unwrap_or_else(|e| panic!("reading migration {}: {e}", path.display())));
+        }
+    }
+    format!("{hash:016x}")
 }
 
 /// A database of its own for one test, dropped when the value is dropped.
@@ -110,13 +150,16 @@ impl TestDb {
         }
     }
 
-    /// A database holding the given schemas, each migrated with its migrations.
-    pub async fn migrated(sets: Vec<(&'static str, EmbeddedMigrations)>) -> Self {
-        let fingerprint =
-            crate::db::migrations_fingerprint(sets.iter().map(|(schema, m)| (*schema, m)));
+    /// A database holding the given schemas, each migrated with its migrations, which
+    /// were embedded from the directory given beside them.
+    pub async fn migrated(sets: Vec<(&'static str, EmbeddedMigrations, &'static str)>) -> Self {
+        let fingerprint = migrations_fingerprint(
+            sets.iter()
+                .map(|(schema, _, dir)| (*schema, Path::new(*dir))),
+        );
         Self::from_template(&format!("lk_tpl_{fingerprint}"), |url| async move {
             let url = SecretString::from(url);
-            for (schema, migrations) in sets {
+            for (schema, migrations, _) in sets {
                 crate::db::migrate(&url, schema, migrations)
                     .await
                     .unwrap_or_else(|e| panic!("migrating {schema}: {e}"));
@@ -397,4 +440,30 @@ pub fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
         .metadata_mut()
         .insert("authorization", bearer(token));
     request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_is_named_after_its_migrations_sql() {
+        let dir = std::env::temp_dir().join(format!("lk_migrations_{}", uuid::Uuid::new_v4()));
+        let migration = dir.join("2026-01-01-000001_doors");
+        std::fs::create_dir_all(&migration).expect("migration directory");
+        let up = migration.join("up.sql");
+        std::fs::write(&up, "CREATE TABLE doors (id UUID);").expect("up.sql");
+        let first = migrations_fingerprint([("access", dir.as_path())]);
+
+        assert_eq!(first, migrations_fingerprint([("access", dir.as_path())]));
+        assert_ne!(first, migrations_fingerprint([("gateway", dir.as_path())]));
+
+        std::fs::write(&up, "CREATE TABLE doors (id UUID PRIMARY KEY);").expect("up.sql");
+        let edited = migrations_fingerprint([("access", dir.as_path())]);
+        assert_ne!(first, edited, "an edited migration names a new template");
+
+        std::fs::write(migration.join("down.sql"), "DROP TABLE doors;").expect("down.sql");
+        assert_ne!(edited, migrations_fingerprint([("access", dir.as_path())]));
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
 }

@@ -63,6 +63,7 @@ async fn acme() -> (TestDb, tokio_postgres::Client) {
     let db = TestDb::migrated(vec![(
         access_service::db::SCHEMA,
         access_service::db::MIGRATIONS,
+        access_service::db::MIGRATIONS_DIR,
     )])
     .await;
     let sql = db.client().await;

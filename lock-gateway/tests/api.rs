@@ -59,6 +59,7 @@ async fn database() -> TestDb {
     TestDb::migrated(vec![(
         lock_gateway::db::SCHEMA,
         lock_gateway::db::MIGRATIONS,
+        lock_gateway::db::MIGRATIONS_DIR,
     )])
     .await
 }

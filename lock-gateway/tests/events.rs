@@ -82,6 +82,7 @@ async fn env() -> Env {
     let db = TestDb::migrated(vec![(
         lock_gateway::db::SCHEMA,
         lock_gateway::db::MIGRATIONS,
+        lock_gateway::db::MIGRATIONS_DIR,
     )])
     .await;
     let clock = ManualClock::starting_now();
@@ -769,6 +770,7 @@ async fn a_callback_receiver_needs_a_long_secret() {
     let db = TestDb::migrated(vec![(
         lock_gateway::db::SCHEMA,
         lock_gateway::db::MIGRATIONS,
+        lock_gateway::db::MIGRATIONS_DIR,
     )])
     .await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

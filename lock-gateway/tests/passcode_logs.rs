@@ -47,6 +47,7 @@ async fn no_passcode_reaches_the_logs() {
     let db = TestDb::migrated(vec![(
         lock_gateway::db::SCHEMA,
         lock_gateway::db::MIGRATIONS,
+        lock_gateway::db::MIGRATIONS_DIR,
     )])
     .await;
     let secret = "cb-log-hygiene-3f9a1c5d2b8e4f6a";

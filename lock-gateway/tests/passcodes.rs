@@ -54,6 +54,7 @@ impl Harness {
         let db = TestDb::migrated(vec![(
             lock_gateway::db::SCHEMA,
             lock_gateway::db::MIGRATIONS,
+            lock_gateway::db::MIGRATIONS_DIR,
         )])
         .await;
         let config = Config::new(db.url(), TEST_JWT_SECRET);

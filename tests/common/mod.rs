@@ -14,8 +14,16 @@ pub struct Pair {
 
 pub async fn database() -> TestDb {
     TestDb::migrated(vec![
-        (access_service::db::SCHEMA, access_service::db::MIGRATIONS),
-        (lock_gateway::db::SCHEMA, lock_gateway::db::MIGRATIONS),
+        (
+            access_service::db::SCHEMA,
+            access_service::db::MIGRATIONS,
+            access_service::db::MIGRATIONS_DIR,
+        ),
+        (
+            lock_gateway::db::SCHEMA,
+            lock_gateway::db::MIGRATIONS,
+            lock_gateway::db::MIGRATIONS_DIR,
+        ),
     ])
     .await
 }

@@ -20,6 +20,10 @@ pub const SCHEMA: &str = "access";
 /// access-service's migrations, embedded in the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
+/// The directory [`MIGRATIONS`] are embedded from; tests name their template databases
+/// after its SQL, so that editing a migration builds a new template.
+pub const MIGRATIONS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+
 /// Escapes LIKE wildcards so a search matches the text literally.
 pub(crate) fn escape_like(text: &str) -> String {
     text.replace('\\', "\\\\")

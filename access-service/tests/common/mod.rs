@@ -12,6 +12,7 @@ pub async fn database() -> TestDb {
     TestDb::migrated(vec![(
         access_service::db::SCHEMA,
         access_service::db::MIGRATIONS,
+        access_service::db::MIGRATIONS_DIR,
     )])
     .await
 }

@@ -18,3 +18,7 @@ pub const SCHEMA: &str = "gateway";
 
 /// lock-gateway's migrations, embedded in the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// The directory [`MIGRATIONS`] are embedded from; tests name their template databases
+/// after its SQL, so that editing a migration builds a new template.
+pub const MIGRATIONS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
