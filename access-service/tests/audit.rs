@@ -659,3 +659,75 @@ async fn bursts_count_committed_failures_in_the_window_and_earlier_ones_in_the_b
     let flags: Vec<bool> = rows.iter().map(|r| r.flagged).collect();
     assert_eq!(flags, [false, false, true, true]);
 }
+
+#[tokio::test]
+async fn a_tenant_is_answered_while_another_tenants_run_cannot_commit() {
+    // One worker serves both tenants. While t1's run waits on its chain head, held by
+    // another transaction, t2's decisions are still committed and answered.
+    let db = common::database().await;
+    let config = WriterConfig {
+        workers: 1,
+        ..WriterConfig::default()
+    };
+    let (writer, workers) = AuditWriter::spawn(common::pool(&db), config);
+    writer
+        .append(common::attempt("t1", "u1", "10.0.0.1", "door-1", true))
+        .await
+        .unwrap();
+
+    let holder = db.client().await;
+    holder
+        .batch_execute("BEGIN; SELECT 1 FROM access.audit_heads WHERE tenant_id = 't1' FOR UPDATE")
+        .await
+        .unwrap();
+    let blocked = tokio::spawn({
+        let writer = writer.clone();
+        async move {
+            writer
+                .append(common::attempt("t1", "u1", "10.0.0.1", "door-1", true))
+                .await
+        }
+    });
+    let observer = db.client().await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "t1's run never reached its head"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+
+    let answered = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        futures_util::future::join_all(
+            (0..20).map(|i| writer.append(common::attempt("t2", "u2", "", &format!("d{i}"), true))),
+        ),
+    )
+    .await
+    .expect("t2's decisions are answered while t1's run waits");
+    let mut sequences: Vec<i64> = answered
+        .into_iter()
+        .map(|row| row.unwrap().sequence)
+        .collect();
+    sequences.sort_unstable();
+    assert_eq!(sequences, (1..=20).collect::<Vec<i64>>());
+    assert!(!blocked.is_finished(), "t1's run still waits on its head");
+
+    holder.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(blocked.await.unwrap().unwrap().sequence, 2);
+    drop(writer);
+    workers.join_all().await;
+}
