@@ -183,14 +183,20 @@ pub async fn migrate(
     .map_err(|e| DbSetupError::Migration(e.to_string()))?
 }
 
-/// A stable advisory-lock key per schema (FNV-1a, so it never changes across builds).
+/// Where an FNV-1a hash starts.
+pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// `hash` (FNV-1a) continued over `bytes`: stable across builds and machines, unlike
+/// std's hasher.
+pub(crate) fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// A stable advisory-lock key per schema, so it never changes across builds.
 fn advisory_key(schema: &str) -> i64 {
-    let hash = schema
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
-    i64::from_ne_bytes(hash.to_ne_bytes())
+    i64::from_ne_bytes(fnv1a(FNV_OFFSET, schema.as_bytes()).to_ne_bytes())
 }
 
 /// Whether the database answers a trivial query through the pool within `timeout`.

@@ -60,12 +60,10 @@ fn migrations_fingerprint<'a>(sets: impl IntoIterator<Item = (&'a str, &'a Path)
             }
         }
     }
-    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
-    let mut add = |bytes: &[u8]| {
-        for byte in bytes.iter().chain(b"\0") {
-            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
+    let mut hash = crate::db::FNV_OFFSET;
+    // Each piece ends in a NUL, so that moving bytes from one piece to the next changes
+    // the fingerprint.
+    let mut add = |bytes: &[u8]| hash = crate::db::fnv1a(crate::db::fnv1a(hash, bytes), b"\0");
     for (schema, dir) in sets {
         add(schema.as_bytes());
         let mut found = Vec::new();
