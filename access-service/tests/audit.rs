@@ -688,27 +688,7 @@ async fn a_tenant_is_answered_while_another_tenants_run_cannot_commit() {
                 .await
         }
     });
-    let observer = db.client().await;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let waiting: i64 = observer
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if waiting == 1 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "t1's run never reached its head"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    common::wait_until_blocked(&db, "access-service-test").await;
 
     let answered = tokio::time::timeout(
         std::time::Duration::from_secs(10),

@@ -47,26 +47,6 @@ async fn wait_for(stream: &mut tonic::Streaming<HealthCheckResponse>, wanted: Se
     assert_eq!(seen, Ok(true), "health never became {wanted:?}");
 }
 
-/// Waits until one of the service's queries waits on a lock the test holds.
-async fn wait_until_blocked(db: &TestDb) {
-    let observer = db.client().await;
-    for _ in 0..1500 {
-        let row = observer
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE application_name = 'access-service' AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap();
-        if row.get::<_, i64>(0) > 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the service's query never blocked on the test's lock");
-}
-
 fn new_property() -> CreatePropertyRequest {
     CreatePropertyRequest {
         property: Some(Property {
@@ -265,7 +245,7 @@ async fn an_exhausted_pool_answers_unavailable_instead_of_hanging() {
             .list_properties(authorized(ListPropertiesRequest::default(), &admin_first))
             .await
     });
-    wait_until_blocked(&db).await;
+    common::wait_until_blocked(&db, "access-service").await;
 
     let status = second
         .list_properties(authorized(ListPropertiesRequest::default(), &admin))
@@ -305,7 +285,7 @@ async fn graceful_shutdown_lets_an_in_flight_call_finish() {
             .list_properties(authorized(ListPropertiesRequest::default(), &admin))
             .await
     });
-    wait_until_blocked(&db).await;
+    common::wait_until_blocked(&db, "access-service").await;
 
     server.begin_shutdown();
     wait_for(&mut watch, ServingStatus::NotServing).await;

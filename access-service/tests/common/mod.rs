@@ -49,6 +49,27 @@ pub fn pool(db: &TestDb) -> latchkey::db::DbPool {
     .unwrap()
 }
 
+/// Waits until a query of a pool named `application` (the service's, or [`pool`]'s:
+/// `access-service-test`) waits on a lock the test holds.
+pub async fn wait_until_blocked(db: &TestDb, application: &str) {
+    let observer = db.client().await;
+    for _ in 0..1500 {
+        let row = observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                &[&application],
+            )
+            .await
+            .unwrap();
+        if row.get::<_, i64>(0) > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("no query of {application} ever blocked on the test's lock");
+}
+
 /// A denied or granted attempt at `door` by `user` from `ip`.
 pub fn attempt(
     tenant: &str,
