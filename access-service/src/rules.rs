@@ -346,7 +346,8 @@ pub async fn update_rule(
 }
 
 /// Deletes the rule; returns the door it was on.
-pub async fn delete_rule(state: &AppState, caller: &Caller, id: &str) -> Result<Uuid> {
+/// Deletes the rule; returns the door it was on and its id.
+pub async fn delete_rule(state: &AppState, caller: &Caller, id: &str) -> Result<(Uuid, Uuid)> {
     let mut violations = FieldViolations::default();
     let uuid = parse_id("id", id, &mut violations);
     violations.check()?;
@@ -365,7 +366,7 @@ pub async fn delete_rule(state: &AppState, caller: &Caller, id: &str) -> Result<
             json!({}),
         )
         .await?;
-        Ok::<_, Error>(door)
+        Ok::<_, Error>((door, uuid))
     })
     .await
 }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use access_service::decision::IndexedRule;
 use access_service::snapshot::{CHANNEL, SnapshotCache, TenantSnapshot};
 use latchkey::testkit::TestDb;
 use uuid::Uuid;
@@ -197,6 +198,100 @@ async fn a_change_rereads_only_the_part_it_touched() {
 }
 
 #[tokio::test]
+async fn a_rules_edit_rereads_that_rule_and_shares_the_rest_of_its_door() {
+    let (db, sql) = acme().await;
+    // Door A holds 50 more rules beside RULE_A, `extra(1)` to `extra(50)`.
+    sql.batch_execute(&format!(
+        "INSERT INTO rules (id, tenant_id, door_id, name, roles)
+             SELECT ('00000000-0000-0000-0000-' || lpad(to_hex(4096 + n), 12, '0'))::uuid,
+                    'acme', '{A}', 'extra ' || n, ARRAY['role-' || n]
+             FROM generate_series(1, 50) n"
+    ))
+    .await
+    .unwrap();
+    let (cache, listener) = listening(&db).await;
+    let first = cache.get("acme").await.unwrap();
+    assert_eq!(first.door_rules(&A).len(), 51);
+
+    // Another replica renames RULE_A: A's index is rebuilt around the same rules.
+    sql.batch_execute(&format!(
+        "UPDATE rules SET name = 'staff at A, renamed', version = version + 1 WHERE id = '{RULE_A}'"
+    ))
+    .await
+    .unwrap();
+    let second = until(&cache, "the rename", |s| {
+        s.door_rules(&A)
+            .get(&RULE_A)
+            .is_some_and(|r| r.view.name == "staff at A, renamed")
+    })
+    .await;
+    assert_eq!(second.door_rules(&A).len(), 51);
+    assert!(
+        std::ptr::eq(kept(&first), kept(&second)),
+        "the door's other rules are shared, not read again"
+    );
+    assert!(Arc::ptr_eq(first.door_rules(&B), second.door_rules(&B)));
+
+    // Switched off, it leaves the index and is counted as inactive.
+    sql.batch_execute(&format!(
+        "UPDATE rules SET active = FALSE WHERE id = '{RULE_A}'"
+    ))
+    .await
+    .unwrap();
+    let third = until(&cache, "the switch", |s| s.door_rules(&A).len() == 50).await;
+    assert_eq!(third.door_rules(&A).inactive(), 1);
+    assert!(third.door_rules(&A).get(&RULE_A).is_none());
+
+    // A grant to it while inactive and then its return: back with the grant.
+    sql.batch_execute(&format!(
+        "INSERT INTO rule_users (rule_id, user_id, tenant_id) VALUES ('{RULE_A}', '{USER}', 'acme');
+         UPDATE rules SET active = TRUE WHERE id = '{RULE_A}'"
+    ))
+    .await
+    .unwrap();
+    let fourth = until(&cache, "the return", |s| s.door_rules(&A).len() == 51).await;
+    assert_eq!(fourth.door_rules(&A).inactive(), 0);
+    assert_eq!(
+        fourth.door_rules(&A).get(&RULE_A).unwrap().view.user_ids,
+        [USER]
+    );
+    assert!(std::ptr::eq(kept(&first), kept(&fourth)));
+
+    // A rule new to door B and the deletion of one of A's: each door patched.
+    let gone = extra(1);
+    sql.batch_execute(&format!(
+        "INSERT INTO rules (id, tenant_id, door_id, name) VALUES ('{}', 'acme', '{B}', 'new at B');
+         DELETE FROM rules WHERE id = '{gone}'",
+        Uuid::from_u128(0x1d)
+    ))
+    .await
+    .unwrap();
+    let fifth = until(&cache, "the new rule and the deletion", |s| {
+        s.door_rules(&B).len() == 2 && s.door_rules(&A).len() == 50
+    })
+    .await;
+    assert!(fifth.door_rules(&A).get(&gone).is_none());
+    assert!(fifth.door_rules(&B).get(&RULE_B).is_some());
+    assert!(std::ptr::eq(kept(&first), kept(&fifth)));
+    assert_eq!(
+        cache.loads(),
+        5,
+        "the tenant once, then one read per change"
+    );
+    listener.abort();
+}
+
+/// One of door A's extra rules, never changed, as `s` holds it.
+fn kept(s: &TenantSnapshot) -> &IndexedRule {
+    s.door_rules(&A).get(&extra(7)).unwrap()
+}
+
+/// The id of door A's `n`th extra rule, as the test inserts them.
+fn extra(n: u128) -> Uuid {
+    Uuid::from_u128(0x1000 + n)
+}
+
+#[tokio::test]
 async fn a_change_during_a_read_is_reread_as_a_part_not_the_tenant_again() {
     let (db, sql) = acme().await;
     let (cache, listener) = listening(&db).await;
@@ -363,7 +458,7 @@ async fn replicas_of_the_release_before_still_hear_each_change_as_a_tenant_id() 
         got,
         [
             ("latchkey_access_changes".to_owned(), "acme".to_owned()),
-            (CHANNEL.to_owned(), format!("rules:{A}:acme")),
+            (CHANNEL.to_owned(), format!("rules:{A}/{RULE_A}:acme")),
         ]
     );
     driver.abort();

@@ -33,10 +33,9 @@ use uuid::Uuid;
 pub use code::{
     CHECK_CODE, CHECK_USAGES, CodeInput, CodeKind, CodeOutcome, CodeView, DoorCodes, evaluate_code,
 };
-pub use index::DoorRules;
+pub use index::{DoorRules, IndexedRule};
 pub use schedule::{Slot, SlotError};
 
-use index::IndexedRule;
 use schedule::{Probe, Times, at_week_minute, first_start, format_pos, next_change, week_minute};
 
 /// How far ahead a denial looks for the next slot start; a week and a day covers every
@@ -532,7 +531,10 @@ fn decide_by_rules(
         return Outcome::denied(Reason::NoMatchingRule, steps, None);
     }
     let text = detail(explain, "rules name the user", || {
-        let mut named: Vec<usize> = candidates(rules, user).map(|(i, _)| i).collect();
+        let mut named: Vec<usize> = candidates(rules, user)
+            .map(|(i, _)| i)
+            .filter(|&i| rules.rule(i).is_some())
+            .collect();
         named.sort_unstable();
         named.dedup();
         format!("{} active rules name the user or their roles", named.len())
@@ -579,21 +581,19 @@ fn decide_by_rules(
 }
 
 /// The rules naming the user, user-specific first. A rule reached twice (through two
-/// roles, or the user and a role) appears twice; no caller minds.
+/// roles, or the user and a role) appears twice; no caller minds. Positions of rules
+/// changed since the index was built are among them: `rules.rule` skips those.
 fn candidates<'a>(
     rules: &'a DoorRules,
     user: &'a UserView,
 ) -> impl Iterator<Item = (usize, AccessKind)> + 'a {
     let direct = rules
         .for_user(&user.id)
+        .map(|i| (i, AccessKind::UserSpecific));
+    let by_role = user
+        .roles
         .iter()
-        .map(|&i| (i, AccessKind::UserSpecific));
-    let by_role = user.roles.iter().flat_map(move |role| {
-        rules
-            .for_role(role)
-            .iter()
-            .map(|&i| (i, AccessKind::RoleBased))
-    });
+        .flat_map(move |role| rules.for_role(role).map(|i| (i, AccessKind::RoleBased)));
     direct.chain(by_role)
 }
 

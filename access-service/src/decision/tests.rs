@@ -1,5 +1,7 @@
 #![allow(clippy::unwrap_used)]
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use latchkey::pb::access::v1::ReasonCode;
@@ -969,4 +971,85 @@ fn denial_waits_for_the_earliest_candidate() {
         Reason::OutsideTimeSlot,
         Some(local(MADRID, 2026, 1, 15, 13, 0)),
     );
+}
+
+#[test]
+fn a_patched_index_decides_as_one_built_from_the_rules_as_they_now_are() {
+    let mut f = Fixture::new(MADRID, &["member"], |u| {
+        vec![
+            rule("staff only", &[], &["staff"], vec![]),
+            rule("Ana on weekdays", &[u], &[], weekdays("09:00", "17:00")),
+            rule("members", &[], &["member"], vec![]),
+        ]
+    });
+    let tuesday_night = utc(2026, 1, 6, 22, 0);
+    assert_granted(&f.at(tuesday_night), "members", AccessKind::RoleBased, None);
+
+    // "members" narrowed to staff, "Ana on weekdays" made round the clock.
+    let mut changed = HashSet::new();
+    let mut fresh = Vec::new();
+    for at in 0..f.rules.len() {
+        let Some(old) = f.rules.rule(at).map(|r| r.view.clone()) else {
+            continue;
+        };
+        if old.name == "members" || old.name == "Ana on weekdays" {
+            changed.insert(old.id);
+            fresh.push(RuleView {
+                roles: if old.name == "members" {
+                    vec!["staff".to_owned()]
+                } else {
+                    old.roles
+                },
+                slots: if old.name == "members" {
+                    old.slots
+                } else {
+                    Vec::new()
+                },
+                version: old.version + 1,
+                ..old
+            });
+        }
+    }
+    let patched = f.rules.patched(&changed, fresh);
+    assert_eq!(patched.len(), 3);
+    let untouched = f.rules.rule(0).unwrap().view.id;
+    assert!(
+        std::ptr::eq(
+            f.rules.get(&untouched).unwrap(),
+            patched.get(&untouched).unwrap()
+        ),
+        "a rule not changed is shared"
+    );
+    f.rules = patched;
+    let outcome = f.at(tuesday_night);
+    assert_granted(&outcome, "Ana on weekdays", AccessKind::UserSpecific, None);
+    assert_eq!(outcome.rule.as_ref().map(|r| r.version), Some(2));
+
+    // Taken out without a new state: deleted.
+    let ana = outcome.rule.as_ref().unwrap().id;
+    f.rules = f.rules.patched(&HashSet::from([ana]), Vec::new());
+    assert_denied(&f.at(tuesday_night), Reason::NoMatchingRule, None);
+    assert_eq!((f.rules.len(), f.rules.inactive()), (2, 0));
+
+    // Edited again and again, past the point where the overlay is folded into the
+    // base: the latest state decides.
+    let mut edited = f.rules.rule(0).unwrap().view.clone();
+    edited.name = "staff only, opened to members".to_owned();
+    edited.roles = vec!["member".to_owned()];
+    for version in 1..=200 {
+        edited.version = version;
+        edited.active = version % 3 != 0 || version == 200;
+        f.rules = f
+            .rules
+            .patched(&HashSet::from([edited.id]), vec![edited.clone()]);
+    }
+    assert_eq!((f.rules.len(), f.rules.inactive()), (2, 0));
+    let outcome = f.at(tuesday_night);
+    assert_granted(
+        &outcome,
+        "staff only, opened to members",
+        AccessKind::RoleBased,
+        None,
+    );
+    assert_eq!(outcome.rule.as_ref().map(|r| r.version), Some(200));
 }

@@ -6,6 +6,7 @@ use latchkey::pb::access::v1::rule_service_server::RuleService;
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use crate::db::rules::RuleView;
 use crate::rules::{self, UsersChange};
 use crate::snapshot::Change;
 use crate::state::AppState;
@@ -23,6 +24,14 @@ impl RuleApi {
 
 type Reply<T> = Result<Response<T>, Status>;
 
+/// What a change to `rule` makes stale in the snapshot.
+fn touched(rule: &RuleView) -> Change {
+    Change::Rule {
+        door: rule.rule.door_id,
+        rule: rule.rule.id,
+    }
+}
+
 #[tonic::async_trait]
 impl RuleService for RuleApi {
     async fn create_rule(&self, request: Request<pb::CreateRuleRequest>) -> Reply<pb::Rule> {
@@ -31,7 +40,7 @@ impl RuleService for RuleApi {
         let rule =
             rules::create_rule(&self.state, &caller, request.rule, &request.request_id).await?;
         self.state
-            .changed(&caller.tenant_id, [Change::Rules(Some(rule.rule.door_id))])
+            .changed(&caller.tenant_id, [touched(&rule)])
             .await;
         Ok(Response::new(convert::rule(rule)))
     }
@@ -59,7 +68,7 @@ impl RuleService for RuleApi {
         let caller = Caller::of(&request)?;
         let rule = rules::update_rule(&self.state, &caller, request.into_inner()).await?;
         self.state
-            .changed(&caller.tenant_id, [Change::Rules(Some(rule.rule.door_id))])
+            .changed(&caller.tenant_id, [touched(&rule)])
             .await;
         Ok(Response::new(convert::rule(rule)))
     }
@@ -69,9 +78,9 @@ impl RuleService for RuleApi {
         request: Request<pb::DeleteRuleRequest>,
     ) -> Reply<pb::DeleteRuleResponse> {
         let caller = Caller::of(&request)?;
-        let door = rules::delete_rule(&self.state, &caller, &request.get_ref().id).await?;
+        let (door, rule) = rules::delete_rule(&self.state, &caller, &request.get_ref().id).await?;
         self.state
-            .changed(&caller.tenant_id, [Change::Rules(Some(door))])
+            .changed(&caller.tenant_id, [Change::Rule { door, rule }])
             .await;
         Ok(Response::new(pb::DeleteRuleResponse {}))
     }
@@ -81,7 +90,7 @@ impl RuleService for RuleApi {
         let request = request.get_ref();
         let rule = rules::toggle_rule(&self.state, &caller, &request.id, request.active).await?;
         self.state
-            .changed(&caller.tenant_id, [Change::Rules(Some(rule.rule.door_id))])
+            .changed(&caller.tenant_id, [touched(&rule)])
             .await;
         Ok(Response::new(convert::rule(rule)))
     }
@@ -98,7 +107,7 @@ impl RuleService for RuleApi {
         )
         .await?;
         self.state
-            .changed(&caller.tenant_id, [Change::Rules(Some(rule.rule.door_id))])
+            .changed(&caller.tenant_id, [touched(&rule)])
             .await;
         Ok(Response::new(convert::rule(rule)))
     }
@@ -118,7 +127,7 @@ impl RuleService for RuleApi {
         )
         .await?;
         self.state
-            .changed(&caller.tenant_id, [Change::Rules(Some(rule.rule.door_id))])
+            .changed(&caller.tenant_id, [touched(&rule)])
             .await;
         Ok(Response::new(convert::rule(rule)))
     }

@@ -17,12 +17,18 @@ pub enum Change {
     Codes,
     /// The rules of one door, or of every door.
     Rules(Option<Uuid>),
+    /// One rule of a door: its row or its grants.
+    Rule {
+        door: Uuid,
+        rule: Uuid,
+    },
 }
 
 impl Change {
     /// Reads a notification's payload, `part:door:tenant`, into the tenant and the
-    /// change. A payload of another shape is a bare tenant id (what earlier releases
-    /// sent) and reloads the whole tenant.
+    /// change; a rule's change names it after its door, `rules:door/rule:tenant`. A
+    /// payload of another shape is a bare tenant id (what earlier releases sent) and
+    /// reloads the whole tenant.
     pub fn parse(payload: &str) -> (&str, Self) {
         let mut fields = payload.splitn(3, ':');
         let (Some(part), Some(door), Some(tenant)) = (fields.next(), fields.next(), fields.next())
@@ -34,7 +40,13 @@ impl Change {
             "users" => Self::Users,
             "memberships" => Self::Memberships,
             "codes" => Self::Codes,
-            "rules" => Self::Rules(Uuid::try_parse(door).ok()),
+            "rules" => match door.split_once('/') {
+                Some((door, rule)) => match (Uuid::try_parse(door), Uuid::try_parse(rule)) {
+                    (Ok(door), Ok(rule)) => Self::Rule { door, rule },
+                    _ => Self::Rules(None),
+                },
+                None => Self::Rules(Uuid::try_parse(door).ok()),
+            },
             "all" => Self::Everything,
             _ => return (payload, Self::Everything),
         };
@@ -45,6 +57,8 @@ impl Change {
 /// Past this many doors with changed rules, every door's rules are read again: one
 /// query either way, and a long list costs more to send than it saves.
 const MAX_STALE_DOORS: usize = 256;
+/// Past this many single changed rules, their doors are read again whole instead.
+const MAX_STALE_RULES: usize = 1024;
 
 /// The parts of a cached snapshot that changes have made stale since it was read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -60,8 +74,58 @@ pub struct Stale {
 pub enum StaleRules {
     #[default]
     Fresh,
-    Doors(HashSet<Uuid>),
+    /// Doors whose rules are read again whole, and single rules (with the door each
+    /// was on) read again by id, on doors not in `doors`.
+    Parts {
+        doors: HashSet<Uuid>,
+        rules: HashSet<(Uuid, Uuid)>,
+    },
     All,
+}
+
+impl StaleRules {
+    fn door(&mut self, door: Uuid) {
+        match self {
+            Self::All => {}
+            Self::Fresh => {
+                *self = Self::Parts {
+                    doors: HashSet::from([door]),
+                    rules: HashSet::new(),
+                };
+            }
+            Self::Parts { doors, rules } => {
+                doors.insert(door);
+                rules.retain(|(on, _)| *on != door);
+                if doors.len() > MAX_STALE_DOORS {
+                    *self = Self::All;
+                }
+            }
+        }
+    }
+
+    fn rule(&mut self, door: Uuid, rule: Uuid) {
+        match self {
+            Self::All => {}
+            Self::Fresh => {
+                *self = Self::Parts {
+                    doors: HashSet::new(),
+                    rules: HashSet::from([(door, rule)]),
+                };
+            }
+            Self::Parts { doors, rules } => {
+                if doors.contains(&door) {
+                    return;
+                }
+                rules.insert((door, rule));
+                if rules.len() > MAX_STALE_RULES {
+                    let whole: Vec<Uuid> = rules.drain().map(|(door, _)| door).collect();
+                    for door in whole {
+                        self.door(door);
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Stale {
@@ -90,16 +154,8 @@ impl Stale {
             Change::Memberships => self.memberships = true,
             Change::Codes => self.codes = true,
             Change::Rules(None) => self.rules = StaleRules::All,
-            Change::Rules(Some(door)) => match &mut self.rules {
-                StaleRules::All => {}
-                StaleRules::Fresh => self.rules = StaleRules::Doors(HashSet::from([door])),
-                StaleRules::Doors(doors) => {
-                    doors.insert(door);
-                    if doors.len() > MAX_STALE_DOORS {
-                        self.rules = StaleRules::All;
-                    }
-                }
-            },
+            Change::Rules(Some(door)) => self.rules.door(door),
+            Change::Rule { door, rule } => self.rules.rule(door, rule),
         }
     }
 }
@@ -117,6 +173,16 @@ mod tests {
             ("acme", Change::Rules(Some(door)))
         );
         assert_eq!(Change::parse("rules::acme"), ("acme", Change::Rules(None)));
+        let rule = Uuid::from_u128(8);
+        assert_eq!(
+            Change::parse(&format!("rules:{door}/{rule}:acme")),
+            ("acme", Change::Rule { door, rule })
+        );
+        assert_eq!(
+            Change::parse(&format!("rules:{door}/x:acme")),
+            ("acme", Change::Rules(None)),
+            "a rule not understood rereads every rule"
+        );
         // A tenant id may itself hold the separator.
         assert_eq!(Change::parse("users::a:b"), ("a:b", Change::Users));
         assert_eq!(Change::parse("codes::acme"), ("acme", Change::Codes));
@@ -149,7 +215,10 @@ mod tests {
         assert!(stale.doors && !stale.users && !stale.memberships && !stale.codes);
         assert_eq!(
             stale.rules,
-            StaleRules::Doors(HashSet::from([Uuid::from_u128(1)]))
+            StaleRules::Parts {
+                doors: HashSet::from([Uuid::from_u128(1)]),
+                rules: HashSet::new()
+            }
         );
         for door in 0..=MAX_STALE_DOORS as u128 {
             stale.mark(Change::Rules(Some(Uuid::from_u128(door + 100))));
@@ -157,5 +226,57 @@ mod tests {
         assert_eq!(stale.rules, StaleRules::All);
         stale.mark(Change::Rules(Some(Uuid::from_u128(1))));
         assert_eq!(stale.rules, StaleRules::All, "all stays all");
+    }
+
+    #[test]
+    fn single_rules_are_reread_unless_their_door_is_and_many_become_their_doors() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let mut stale = Stale::default();
+        stale.mark(Change::Rule {
+            door: a,
+            rule: Uuid::from_u128(10),
+        });
+        stale.mark(Change::Rule {
+            door: b,
+            rule: Uuid::from_u128(20),
+        });
+        stale.mark(Change::Rule {
+            door: b,
+            rule: Uuid::from_u128(20),
+        });
+        assert_eq!(
+            stale.rules,
+            StaleRules::Parts {
+                doors: HashSet::new(),
+                rules: HashSet::from([(a, Uuid::from_u128(10)), (b, Uuid::from_u128(20))]),
+            }
+        );
+        // Door b read whole covers its rule, and any rule of it after.
+        stale.mark(Change::Rules(Some(b)));
+        stale.mark(Change::Rule {
+            door: b,
+            rule: Uuid::from_u128(21),
+        });
+        assert_eq!(
+            stale.rules,
+            StaleRules::Parts {
+                doors: HashSet::from([b]),
+                rules: HashSet::from([(a, Uuid::from_u128(10))]),
+            }
+        );
+        for rule in 0..MAX_STALE_RULES as u128 {
+            stale.mark(Change::Rule {
+                door: a,
+                rule: Uuid::from_u128(1000 + rule),
+            });
+        }
+        assert_eq!(
+            stale.rules,
+            StaleRules::Parts {
+                doors: HashSet::from([a, b]),
+                rules: HashSet::new(),
+            },
+            "past the bound, the doors are read whole"
+        );
     }
 }

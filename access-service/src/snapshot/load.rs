@@ -1,6 +1,6 @@
 //! Reading one tenant's access data from PostgreSQL into a [`TenantSnapshot`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -139,15 +139,23 @@ pub async fn refresh(
             }
             match &stale.rules {
                 StaleRules::Fresh => {}
-                StaleRules::All => next.rules = Arc::new(rules(conn, tenant_id, None).await?),
-                StaleRules::Doors(changed) => {
-                    let changed: Vec<Uuid> = changed.iter().copied().collect();
-                    let fresh = rules(conn, tenant_id, Some(&changed)).await?;
+                StaleRules::All => next.rules = Arc::new(rules(conn, tenant_id, Which::All).await?),
+                StaleRules::Parts {
+                    doors,
+                    rules: changed,
+                } => {
                     let mut by_door = HashMap::clone(&old.rules);
-                    for door in &changed {
-                        by_door.remove(door);
+                    if !doors.is_empty() {
+                        let doors: Vec<Uuid> = doors.iter().copied().collect();
+                        let fresh = rules(conn, tenant_id, Which::Doors(&doors)).await?;
+                        for door in &doors {
+                            by_door.remove(door);
+                        }
+                        by_door.extend(fresh);
                     }
-                    by_door.extend(fresh);
+                    if !changed.is_empty() {
+                        by_door = patch_rules(conn, tenant_id, by_door, doors, changed).await?;
+                    }
                     next.rules = Arc::new(by_door);
                 }
             }
@@ -305,13 +313,76 @@ async fn memberships(
     .await
 }
 
-/// The rule index of each door of the tenant with rules, or of each of `only` that
-/// has any.
+/// Which of a tenant's rules to read.
+#[derive(Debug, Clone, Copy)]
+enum Which<'a> {
+    All,
+    /// Those of these doors.
+    Doors(&'a [Uuid]),
+    /// These rules, wherever they are now.
+    Rules(&'a [Uuid]),
+}
+
+/// The rule index of each door of the tenant with rules, or of each of the doors asked
+/// for that has any.
 async fn rules(
     conn: &mut AsyncPgConnection,
     tenant_id: &str,
-    only: Option<&[Uuid]>,
+    which: Which<'_>,
 ) -> QueryResult<HashMap<Uuid, Arc<DoorRules>>> {
+    let views = rule_views(conn, tenant_id, which).await?;
+    off_thread(move || {
+        views
+            .into_iter()
+            .map(|(door, rules)| (door, Arc::new(DoorRules::build(rules))))
+            .collect()
+    })
+    .await
+}
+
+/// `by_door` with the `changed` rules (each with the door it was on) read again by id:
+/// each door they were or now are on is patched, sharing its other rules, unless it is
+/// one of `whole`, read whole already.
+async fn patch_rules(
+    conn: &mut AsyncPgConnection,
+    tenant_id: &str,
+    mut by_door: HashMap<Uuid, Arc<DoorRules>>,
+    whole: &HashSet<Uuid>,
+    changed: &HashSet<(Uuid, Uuid)>,
+) -> QueryResult<HashMap<Uuid, Arc<DoorRules>>> {
+    let ids: Vec<Uuid> = changed.iter().map(|(_, rule)| *rule).collect();
+    let mut fresh = rule_views(conn, tenant_id, Which::Rules(&ids)).await?;
+    let replaced: HashSet<Uuid> = ids.into_iter().collect();
+    let touched: HashSet<Uuid> = changed
+        .iter()
+        .map(|(door, _)| *door)
+        .chain(fresh.keys().copied())
+        .filter(|door| !whole.contains(door))
+        .collect();
+    off_thread(move || {
+        for door in touched {
+            let now = fresh.remove(&door).unwrap_or_default();
+            let patched = match by_door.get(&door) {
+                Some(rules) => rules.patched(&replaced, now),
+                None => DoorRules::build(now),
+            };
+            if patched.is_vacant() {
+                by_door.remove(&door);
+            } else {
+                by_door.insert(door, Arc::new(patched));
+            }
+        }
+        by_door
+    })
+    .await
+}
+
+/// The rules asked for, as views, by the door each is on.
+async fn rule_views(
+    conn: &mut AsyncPgConnection,
+    tenant_id: &str,
+    which: Which<'_>,
+) -> QueryResult<HashMap<Uuid, Vec<RuleView>>> {
     let mut query = rules::table
         .filter(rules::tenant_id.eq(tenant_id))
         .select((
@@ -326,19 +397,29 @@ async fn rules(
             rules::valid_until,
         ))
         .into_boxed();
-    if let Some(doors) = only {
-        query = query.filter(rules::door_id.eq_any(doors));
+    match which {
+        Which::All => {}
+        Which::Doors(doors) => query = query.filter(rules::door_id.eq_any(doors)),
+        Which::Rules(ids) => query = query.filter(rules::id.eq_any(ids)),
     }
     let rule_rows: Vec<RuleRow> = query.load(conn).await?;
-    let grant_rows: Vec<(Uuid, Uuid)> = match only {
-        None => {
+    let grant_rows: Vec<(Uuid, Uuid)> = match which {
+        Which::All => {
             rule_users::table
                 .filter(rule_users::tenant_id.eq(tenant_id))
                 .select((rule_users::rule_id, rule_users::user_id))
                 .load(conn)
                 .await?
         }
-        Some(doors) => {
+        Which::Rules(ids) => {
+            rule_users::table
+                .filter(rule_users::tenant_id.eq(tenant_id))
+                .filter(rule_users::rule_id.eq_any(ids))
+                .select((rule_users::rule_id, rule_users::user_id))
+                .load(conn)
+                .await?
+        }
+        Which::Doors(doors) => {
             rule_users::table
                 .inner_join(rules::table)
                 .filter(rule_users::tenant_id.eq(tenant_id))
@@ -348,7 +429,7 @@ async fn rules(
                 .await?
         }
     };
-    off_thread(move || index_rules(rule_rows, grant_rows)).await
+    off_thread(move || rule_views_by_door(rule_rows, grant_rows)).await
 }
 
 /// Runs `build` on the blocking pool: indexing a large tenant's part takes long enough
@@ -361,11 +442,11 @@ async fn off_thread<T: Send + 'static>(
         .map_err(|error| diesel::result::Error::DeserializationError(Box::new(error)))
 }
 
-/// Each door's rule index, from the rules and their grants as stored.
-fn index_rules(
+/// Each door's rules, from the rules and their grants as stored.
+fn rule_views_by_door(
     rule_rows: Vec<RuleRow>,
     grant_rows: Vec<(Uuid, Uuid)>,
-) -> HashMap<Uuid, Arc<DoorRules>> {
+) -> HashMap<Uuid, Vec<RuleView>> {
     let mut grants: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
     for (rule_id, user_id) in grant_rows {
         grants.entry(rule_id).or_default().push(user_id);
@@ -390,9 +471,6 @@ fn index_rules(
         });
     }
     by_door
-        .into_iter()
-        .map(|(door, rules)| (door, Arc::new(DoorRules::build(rules))))
-        .collect()
 }
 
 /// Each door's active access codes.
