@@ -3,8 +3,8 @@
 //! use. Triggers on every table the snapshot reads notify `latchkey_access_parts` with
 //! the tenant and the part that changed, so every replica sees a change as soon as it
 //! commits: that part is read again, in one transaction, and the rest shared with the
-//! snapshot before (a lock's status report rereads the doors, a rule's edit that door's
-//! rules, never a large tenant whole). Decisions keep the snapshot before while the read
+//! snapshot before (a lock's status report rereads the doors, a rule's edit that rule,
+//! patched into its door's index, never a large tenant whole). Decisions keep the snapshot before while the read
 //! runs, for at most the stale limit. While the notification connection is down nothing
 //! is cached: each decision reads fresh data.
 
