@@ -345,7 +345,6 @@ pub async fn update_rule(
     .await
 }
 
-/// Deletes the rule; returns the door it was on.
 /// Deletes the rule; returns the door it was on and its id.
 pub async fn delete_rule(state: &AppState, caller: &Caller, id: &str) -> Result<(Uuid, Uuid)> {
     let mut violations = FieldViolations::default();

@@ -78,51 +78,52 @@ pub enum StaleRules {
     /// was on) read again by id, on doors not in `doors`.
     Parts {
         doors: HashSet<Uuid>,
-        rules: HashSet<(Uuid, Uuid)>,
+        rules: StaleRuleIds,
     },
     All,
 }
 
+/// Single rules, each with the door it was on.
+type StaleRuleIds = HashSet<(Uuid, Uuid)>;
+
 impl StaleRules {
-    fn door(&mut self, door: Uuid) {
+    /// The doors and single rules marked, unless every rule is.
+    fn parts(&mut self) -> Option<(&mut HashSet<Uuid>, &mut StaleRuleIds)> {
+        if *self == Self::Fresh {
+            *self = Self::Parts {
+                doors: HashSet::new(),
+                rules: HashSet::new(),
+            };
+        }
         match self {
-            Self::All => {}
-            Self::Fresh => {
-                *self = Self::Parts {
-                    doors: HashSet::from([door]),
-                    rules: HashSet::new(),
-                };
-            }
-            Self::Parts { doors, rules } => {
-                doors.insert(door);
-                rules.retain(|(on, _)| *on != door);
-                if doors.len() > MAX_STALE_DOORS {
-                    *self = Self::All;
-                }
-            }
+            Self::Parts { doors, rules } => Some((doors, rules)),
+            Self::Fresh | Self::All => None,
+        }
+    }
+
+    fn door(&mut self, door: Uuid) {
+        let Some((doors, rules)) = self.parts() else {
+            return;
+        };
+        doors.insert(door);
+        rules.retain(|(on, _)| *on != door);
+        if doors.len() > MAX_STALE_DOORS {
+            *self = Self::All;
         }
     }
 
     fn rule(&mut self, door: Uuid, rule: Uuid) {
-        match self {
-            Self::All => {}
-            Self::Fresh => {
-                *self = Self::Parts {
-                    doors: HashSet::new(),
-                    rules: HashSet::from([(door, rule)]),
-                };
-            }
-            Self::Parts { doors, rules } => {
-                if doors.contains(&door) {
-                    return;
-                }
-                rules.insert((door, rule));
-                if rules.len() > MAX_STALE_RULES {
-                    let whole: Vec<Uuid> = rules.drain().map(|(door, _)| door).collect();
-                    for door in whole {
-                        self.door(door);
-                    }
-                }
+        let Some((doors, rules)) = self.parts() else {
+            return;
+        };
+        if doors.contains(&door) {
+            return;
+        }
+        rules.insert((door, rule));
+        if rules.len() > MAX_STALE_RULES {
+            let whole: Vec<Uuid> = rules.drain().map(|(door, _)| door).collect();
+            for door in whole {
+                self.door(door);
             }
         }
     }

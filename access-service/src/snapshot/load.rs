@@ -330,9 +330,9 @@ async fn rules(
     tenant_id: &str,
     which: Which<'_>,
 ) -> QueryResult<HashMap<Uuid, Arc<DoorRules>>> {
-    let views = rule_views(conn, tenant_id, which).await?;
+    let (rule_rows, grant_rows) = stored_rules(conn, tenant_id, which).await?;
     off_thread(move || {
-        views
+        rule_views_by_door(rule_rows, grant_rows)
             .into_iter()
             .map(|(door, rules)| (door, Arc::new(DoorRules::build(rules))))
             .collect()
@@ -351,15 +351,17 @@ async fn patch_rules(
     changed: &HashSet<(Uuid, Uuid)>,
 ) -> QueryResult<HashMap<Uuid, Arc<DoorRules>>> {
     let ids: Vec<Uuid> = changed.iter().map(|(_, rule)| *rule).collect();
-    let mut fresh = rule_views(conn, tenant_id, Which::Rules(&ids)).await?;
+    let (rule_rows, grant_rows) = stored_rules(conn, tenant_id, Which::Rules(&ids)).await?;
     let replaced: HashSet<Uuid> = ids.into_iter().collect();
+    // The doors the rules were on, and those they are on now.
     let touched: HashSet<Uuid> = changed
         .iter()
         .map(|(door, _)| *door)
-        .chain(fresh.keys().copied())
+        .chain(rule_rows.iter().map(|row| row.1))
         .filter(|door| !whole.contains(door))
         .collect();
     off_thread(move || {
+        let mut fresh = rule_views_by_door(rule_rows, grant_rows);
         for door in touched {
             let now = fresh.remove(&door).unwrap_or_default();
             let patched = match by_door.get(&door) {
@@ -377,12 +379,12 @@ async fn patch_rules(
     .await
 }
 
-/// The rules asked for, as views, by the door each is on.
-async fn rule_views(
+/// The rules asked for and their grants, as stored.
+async fn stored_rules(
     conn: &mut AsyncPgConnection,
     tenant_id: &str,
     which: Which<'_>,
-) -> QueryResult<HashMap<Uuid, Vec<RuleView>>> {
+) -> QueryResult<(Vec<RuleRow>, Vec<(Uuid, Uuid)>)> {
     let mut query = rules::table
         .filter(rules::tenant_id.eq(tenant_id))
         .select((
@@ -429,7 +431,7 @@ async fn rule_views(
                 .await?
         }
     };
-    off_thread(move || rule_views_by_door(rule_rows, grant_rows)).await
+    Ok((rule_rows, grant_rows))
 }
 
 /// Runs `build` on the blocking pool: indexing a large tenant's part takes long enough
