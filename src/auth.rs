@@ -124,6 +124,10 @@ pub enum AuthError {
     WrongIssuer,
     #[error("token lacks a required claim")]
     MissingClaim,
+    /// `sub`, `tenant_id` or a role is too long or holds a control character: such a
+    /// value would reach the database (and the audit log) as the caller's identity.
+    #[error("a token claim is too long or holds control characters")]
+    InvalidClaim,
 }
 
 impl AuthError {
@@ -136,6 +140,7 @@ impl AuthError {
             Self::WrongAudience => "TOKEN_AUDIENCE_INVALID",
             Self::WrongIssuer => "TOKEN_ISSUER_INVALID",
             Self::MissingClaim => "TOKEN_CLAIM_MISSING",
+            Self::InvalidClaim => "TOKEN_CLAIM_INVALID",
         }
     }
 
@@ -255,6 +260,12 @@ impl JwtVerifier {
         if claims.sub.is_empty() || claims.tenant_id.is_empty() {
             return Err(AuthError::MissingClaim);
         }
+        if !is_identity(&claims.sub)
+            || !is_identity(&claims.tenant_id)
+            || !claims.roles.iter().all(|role| is_identity(role))
+        {
+            return Err(AuthError::InvalidClaim);
+        }
         let caller = Caller {
             user_id: claims.sub,
             tenant_id: claims.tenant_id,
@@ -279,6 +290,15 @@ impl JwtVerifier {
         }
         self.verify(token)
     }
+}
+
+/// Longest `sub`, `tenant_id` or role accepted, in bytes.
+pub const MAX_IDENTITY_LEN: usize = 128;
+
+/// Whether a claim may stand for a caller: short, and free of control characters (NUL
+/// cannot be stored at all; the others would only garble logs and exports).
+fn is_identity(value: &str) -> bool {
+    value.len() <= MAX_IDENTITY_LEN && !value.chars().any(char::is_control)
 }
 
 /// Signs tokens: the service credential access-service presents to lock-gateway, and
@@ -510,6 +530,26 @@ mod tests {
         assert_eq!(caller.user_id, "u1");
         assert_eq!(caller.tenant_id, "t1");
         assert!(caller.has_role(roles::ADMIN));
+    }
+
+    #[test]
+    fn refuses_identities_that_cannot_be_stored() {
+        let verifier = JwtVerifier::from_config(&config(None)).unwrap();
+        let sign = |sub: &str, tenant: &str, role: &str| {
+            signer("unit-test-secret")
+                .sign(sub, tenant, &[role], Duration::from_secs(60))
+                .unwrap()
+        };
+        for token in [
+            sign("al\0ice", "t1", "ADMIN"),
+            sign("alice", "t\u{1b}1", "ADMIN"),
+            sign("alice", "t1", "ADM\nIN"),
+            sign(&"a".repeat(MAX_IDENTITY_LEN + 1), "t1", "ADMIN"),
+        ] {
+            assert_eq!(verifier.verify(&token), Err(AuthError::InvalidClaim));
+        }
+        let longest = sign(&"a".repeat(MAX_IDENTITY_LEN), "t1", "ADMIN");
+        assert!(verifier.verify(&longest).is_ok());
     }
 
     #[test]

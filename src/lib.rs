@@ -8,6 +8,8 @@
 //! - [`db`]: the connection pool factory, embedded migrations and database health.
 //! - [`telemetry`]: tracing and OpenTelemetry setup and W3C trace context over gRPC.
 //! - [`server`]: health, reflection and graceful shutdown around a tonic router.
+//! - [`request_check`]: every request decoded against its descriptor before a service
+//!   sees it (NUL characters, oversized strings, undecodable bodies refused).
 //! - [`deferred`]: a service mounted before it can be built, refusing calls until then.
 
 pub mod auth;
@@ -17,6 +19,7 @@ pub mod deferred;
 pub mod error;
 pub mod pagination;
 pub mod pb;
+pub mod request_check;
 pub mod server;
 pub mod telemetry;
 #[cfg(feature = "testkit")]

@@ -32,6 +32,7 @@ use latchkey::pb::access::v1::access_service_server::AccessServiceServer;
 use latchkey::pb::access::v1::audit_service_server::AuditServiceServer;
 use latchkey::pb::access::v1::directory_service_server::DirectoryServiceServer;
 use latchkey::pb::access::v1::rule_service_server::RuleServiceServer;
+use latchkey::request_check::RequestCheckLayer;
 use latchkey::server::{Health, reflection, serve_with_grace};
 use latchkey::telemetry::grpc_trace_layer;
 use tokio::net::TcpListener;
@@ -155,7 +156,8 @@ pub async fn run(
         .layer(
             tower::ServiceBuilder::new()
                 .layer(grpc_trace_layer())
-                .layer(AuthLayer::new(verifier, grpc::policy)),
+                .layer(AuthLayer::new(verifier, grpc::policy))
+                .layer(RequestCheckLayer),
         )
         .add_service(health_service)
         .add_service(reflection_v1)

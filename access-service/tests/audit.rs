@@ -711,3 +711,56 @@ async fn a_tenant_is_answered_while_another_tenants_run_cannot_commit() {
     drop(writer);
     workers.join_all().await;
 }
+
+#[tokio::test]
+async fn a_row_the_database_refuses_fails_only_its_own_caller() {
+    // Entries reach the writer only after the edge has refused NUL characters; this one
+    // goes around it, as any row the database might refuse would. Its run shares a
+    // commit with other callers' decisions, granted (sent without the head's lock) and
+    // denied (under it).
+    let db = common::database().await;
+    let (writer, workers) = AuditWriter::spawn(common::pool(&db), WriterConfig::default());
+    writer
+        .append(common::attempt("t1", "first", "10.0.0.1", "door-x", true))
+        .await
+        .unwrap();
+    let mut stored = 1;
+    for granted in [true, false] {
+        let appends = (0..48).map(|i| {
+            let user = if i == 17 {
+                "bad\0user".to_owned()
+            } else {
+                format!("user-{i}")
+            };
+            writer.append(common::attempt("t1", &user, "10.0.0.2", "door-x", granted))
+        });
+        let results = futures_util::future::join_all(appends).await;
+        for (i, result) in results.into_iter().enumerate() {
+            if i == 17 {
+                assert!(result.is_err(), "the refused row was answered as stored");
+            } else {
+                let row = result.unwrap_or_else(|e| panic!("append {i} (granted {granted}): {e}"));
+                assert_eq!(row.entry.user_id, format!("user-{i}"));
+                stored += 1;
+            }
+        }
+    }
+    drop(writer);
+    workers.join_all().await;
+
+    let count: i64 = db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM access.audit_log WHERE tenant_id = 't1'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, stored);
+    let server = common::start(common::config(db.url())).await;
+    let mut client = AuditServiceClient::new(server.channel().await);
+    let admin = token("t1", "adm", &["ADMIN"]);
+    assert_eq!(verify(&mut client, &admin).await, (true, 0, stored));
+}

@@ -1008,3 +1008,150 @@ async fn a_change_through_one_replica_reaches_the_other_within_a_second() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test]
+async fn a_nul_in_one_request_fails_that_request_alone() {
+    // One caller in sixteen sends a NUL; the others' decisions share the audit writer's
+    // runs with it and must all be answered and recorded.
+    let mut w = World::new("gym").await;
+    let door = w.door("Studio", pb::DoorType::Room).await;
+    let ana = w.user("ana", &["member"]).await;
+    w.rule(pb::Rule {
+        user_ids: vec![ana.clone()],
+        ..rule_for(&door, "Always")
+    })
+    .await;
+    let admin = w.admin.clone();
+    let calls = (0..64).map(|i| {
+        let mut access = w.access.clone();
+        let request = pb::CheckAccessRequest {
+            door_id: door.clone(),
+            user_id: if i % 16 == 5 {
+                "ana\0".to_owned()
+            } else {
+                ana.clone()
+            },
+            method: pb::AccessMethod::Card as i32,
+            ..Default::default()
+        };
+        let admin = admin.clone();
+        async move { access.check_access(authorized(request, &admin)).await }
+    });
+    let mut sequences = Vec::new();
+    for (i, answer) in futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        if i % 16 == 5 {
+            assert_eq!(violated(&answer.unwrap_err()), ["user_id"]);
+        } else {
+            let answer = answer
+                .unwrap_or_else(|e| panic!("call {i}: {e:?}"))
+                .into_inner();
+            assert!(answer.decision.unwrap().granted);
+            sequences.push(answer.audit_sequence);
+        }
+    }
+    assert_eq!(sequences.len(), 60);
+
+    // Filters reach queries too.
+    let nul_door = pb::LogFilter {
+        door_id: "d\0".into(),
+        ..Default::default()
+    };
+    let status = w
+        .audit
+        .query_access_logs(authorized(
+            pb::QueryAccessLogsRequest {
+                filter: Some(nul_door.clone()),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violated(&status), ["filter.door_id"]);
+    let mut export = w
+        .audit
+        .export_access_logs(authorized(
+            pb::ExportAccessLogsRequest {
+                filter: Some(pb::LogFilter {
+                    user_id: "\0".into(),
+                    ..Default::default()
+                }),
+            },
+            &admin,
+        ))
+        .await;
+    let status = match &mut export {
+        Err(status) => status.clone(),
+        Ok(stream) => stream.get_mut().message().await.unwrap_err(),
+    };
+    assert_eq!(violated(&status), ["filter.user_id"]);
+    let status = w
+        .audit
+        .get_door_stats(authorized(
+            pb::GetDoorStatsRequest {
+                door_id: "\0".into(),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violated(&status), ["door_id"]);
+    let status = w
+        .directory
+        .list_properties(authorized(
+            pb::ListPropertiesRequest {
+                name_contains: "Gym\0".into(),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violated(&status), ["name_contains"]);
+    // A token whose subject holds a NUL is refused before anything is decided.
+    let status = w
+        .access
+        .check_access(authorized(
+            pb::CheckAccessRequest {
+                door_id: door.clone(),
+                method: pb::AccessMethod::Card as i32,
+                ..Default::default()
+            },
+            &token("gym", "ana\0", &["member"]),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(
+        status.get_error_details().error_info().unwrap().reason,
+        "TOKEN_CLAIM_INVALID"
+    );
+
+    // Every answered decision is in the log, and nothing else was written for them.
+    let logs = w
+        .audit
+        .query_access_logs(authorized(
+            pb::QueryAccessLogsRequest {
+                page_size: 1000,
+                filter: Some(pb::LogFilter {
+                    door_id: door.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .logs;
+    let mut logged: Vec<i64> = logs.iter().map(|l| l.sequence).collect();
+    logged.sort_unstable();
+    sequences.sort_unstable();
+    assert_eq!(logged, sequences);
+}

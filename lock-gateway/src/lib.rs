@@ -27,6 +27,7 @@ use latchkey::auth::{AuthLayer, JwtVerifier};
 use latchkey::db::DbPool;
 use latchkey::deferred::Deferred;
 use latchkey::pb::gateway::v1::lock_gateway_server::LockGatewayServer;
+use latchkey::request_check::RequestCheckLayer;
 use latchkey::server::{Health, reflection, serve_with_grace};
 use latchkey::telemetry::grpc_trace_layer;
 use secrecy::{ExposeSecret, SecretString};
@@ -116,7 +117,8 @@ pub async fn run_with_callbacks(
         .layer(
             tower::ServiceBuilder::new()
                 .layer(grpc_trace_layer())
-                .layer(AuthLayer::new(verifier, grpc::policy)),
+                .layer(AuthLayer::new(verifier, grpc::policy))
+                .layer(RequestCheckLayer),
         )
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -270,7 +270,13 @@ impl Worker {
                     .unzip();
                 let rows = store::chain(head, entries, &[]);
                 chain.head = Head::after(&rows);
-                append_fast(self.pool.clone(), tenant.to_owned(), rows, replies)
+                append_fast(
+                    self.pool.clone(),
+                    tenant.to_owned(),
+                    rows,
+                    replies,
+                    self.config.burst,
+                )
             }
             _ => {
                 let take = chain.waiting.len().min(max_batch);
@@ -295,11 +301,12 @@ fn append_fast(
     tenant: String,
     rows: Vec<AuditRow>,
     replies: Vec<Reply>,
+    burst: BurstRule,
 ) -> BoxFuture<'static, Report> {
     let span = tracing::debug_span!("audit append", rows = rows.len(), under_lock = false);
     Box::pin(
         async move {
-            let appended: Result<bool, ApiError> = async {
+            let appended: Result<bool, AppendError> = async {
                 let mut conn = pool.get().await?;
                 Ok(store::append_run(&mut conn, &rows).await?)
             }
@@ -323,8 +330,13 @@ fn append_fast(
                         .collect();
                     Outcome::Stale(pending)
                 }
+                Err(error) if error.tied_to_rows() && rows.len() > 1 => {
+                    tracing::warn!(error = %error.cause, "an audit run was refused; appending it again in parts");
+                    let (entries, replies) = rows.into_iter().map(|row| row.entry).zip(replies).unzip();
+                    append_in_parts(&pool, entries, replies, burst).await
+                }
                 Err(error) => {
-                    fail(replies, &error);
+                    fail(replies, &error.into());
                     Outcome::Failed
                 }
             };
@@ -345,31 +357,114 @@ fn append_locked(
     let span = tracing::debug_span!("audit append", rows = pending.len(), under_lock = true);
     Box::pin(
         async move {
-            let (entries, replies): (Vec<_>, Vec<_>) =
-                pending.into_iter().map(|p| (p.entry, p.reply)).unzip();
-            let stored: Result<Vec<AuditRow>, ApiError> = async {
-                let mut conn = pool.get().await?;
-                let rows = conn
-                    .transaction(async |conn| store::append(conn, entries, burst).await)
-                    .await?;
-                Ok(rows)
-            }
-            .await;
-            let outcome = match stored {
-                Ok(rows) => {
-                    let head = Head::after(&rows);
-                    answer(replies, rows);
-                    Outcome::Committed(head)
-                }
-                Err(error) => {
-                    fail(replies, &error);
-                    Outcome::Failed
-                }
-            };
+            let (entries, replies) = pending.into_iter().map(|p| (p.entry, p.reply)).unzip();
+            let outcome = append_in_parts(&pool, entries, replies, burst).await;
             Report { tenant, outcome }
         }
         .instrument(span),
     )
+}
+
+/// Appends entries under the head's lock. A run the database refuses for what its rows
+/// hold is split in halves and each appended again, down to the one row at fault, so a
+/// bad row fails its own caller and no one else's; a database that is away fails every
+/// row left at once.
+async fn append_in_parts(
+    pool: &DbPool,
+    entries: Vec<AuditEntry>,
+    replies: Vec<Reply>,
+    burst: BurstRule,
+) -> Outcome {
+    let mut parts = VecDeque::from([(entries, replies)]);
+    let mut outcome = Outcome::Failed;
+    while let Some((entries, mut replies)) = parts.pop_front() {
+        // Kept to be split should the database refuse the run.
+        let copies = entries.clone();
+        let stored: Result<Vec<AuditRow>, AppendError> = async {
+            let mut conn = pool.get().await?;
+            let rows = conn
+                .transaction(async |conn| store::append(conn, entries, burst).await)
+                .await?;
+            Ok(rows)
+        }
+        .await;
+        match stored {
+            Ok(rows) => {
+                let head = Head::after(&rows);
+                answer(replies, rows);
+                outcome = Outcome::Committed(head);
+            }
+            Err(error) if error.tied_to_rows() && copies.len() > 1 => {
+                let half = copies.len() / 2;
+                let mut first = copies;
+                let second = first.split_off(half);
+                let later = replies.split_off(half);
+                parts.push_front((second, later));
+                parts.push_front((first, replies));
+            }
+            Err(error) if error.tied_to_rows() => {
+                tracing::error!(error = %error.cause, "the database refused an audit row");
+                for reply in replies {
+                    let _ = reply.send(Err(ApiError::internal("the audit row was refused")));
+                }
+                outcome = Outcome::Failed;
+            }
+            Err(error) => {
+                let error = ApiError::from(error);
+                fail(replies, &error);
+                for (_, replies) in parts.drain(..) {
+                    fail(replies, &error);
+                }
+                return Outcome::Failed;
+            }
+        }
+    }
+    outcome
+}
+
+/// Why an append failed, and whether the rows themselves were the cause.
+struct AppendError {
+    cause: ApiError,
+    /// The database answered and refused what the rows hold (a data or constraint
+    /// error), as opposed to being away, busy or too slow.
+    rows_refused: bool,
+}
+
+impl AppendError {
+    fn tied_to_rows(&self) -> bool {
+        self.rows_refused
+    }
+}
+
+impl From<diesel::result::Error> for AppendError {
+    fn from(error: diesel::result::Error) -> Self {
+        let cause = ApiError::from(error);
+        // Everything the database answers that is not about its own state: those are
+        // mapped to UNAVAILABLE or ABORTED, a refusal of the rows' content is not.
+        let rows_refused = !matches!(
+            cause,
+            ApiError::Unavailable { .. } | ApiError::Aborted { .. }
+        );
+        Self {
+            cause,
+            rows_refused,
+        }
+    }
+}
+
+impl From<diesel_async::pooled_connection::deadpool::PoolError> for AppendError {
+    fn from(error: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
+        Self {
+            cause: ApiError::from(error),
+            rows_refused: false,
+        }
+    }
+}
+
+impl From<AppendError> for ApiError {
+    fn from(error: AppendError) -> Self {
+        error.cause
+    }
 }
 
 /// Answers every waiter of a committed run with its row.
