@@ -15,9 +15,6 @@ use tonic_reflection::server::{v1, v1alpha};
 
 use crate::db::{DbPool, monitor_health};
 
-/// Default time in-flight calls get to finish once shutdown begins.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
-
 /// The health service of one server and the names it reports on.
 #[derive(Clone)]
 pub struct Health {

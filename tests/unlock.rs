@@ -166,8 +166,24 @@ async fn unlock_reaches_the_simulated_lock_once_per_request_id() {
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(again.outcome, pb::UnlockOutcome::Unlocked as i32);
+        assert_eq!(again, first, "a repeat answers the first call's result");
     }
+    // The same id for another request is refused, and sends nothing.
+    let reused = access
+        .unlock_door(authorized(
+            pb::UnlockDoorRequest {
+                client_ip: "10.9.9.9".into(),
+                ..unlock("open-1")
+            },
+            &admin,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), Code::FailedPrecondition);
+    assert_eq!(
+        reused.get_error_details().error_info().unwrap().reason,
+        "REQUEST_ID_REUSED"
+    );
     assert_eq!(
         sim.unlock_count(FRONT_DOOR),
         before + 1,
@@ -204,7 +220,7 @@ async fn unlock_reaches_the_simulated_lock_once_per_request_id() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(replay.outcome, pb::UnlockOutcome::Unconfirmed as i32);
+    assert_eq!(replay, ambiguous);
     assert_eq!(
         sim.stats()
             .requests_by_path
@@ -215,7 +231,8 @@ async fn unlock_reaches_the_simulated_lock_once_per_request_id() {
         "never retried blindly"
     );
 
-    // Each call left its decision and its outcome in the log, decision first.
+    // Each request left its decision and its outcome in the log once, decision first;
+    // repeats recorded nothing.
     let rows = AuditServiceClient::new(channel)
         .query_access_logs(authorized(
             pb::QueryAccessLogsRequest {
@@ -244,5 +261,5 @@ async fn unlock_reaches_the_simulated_lock_once_per_request_id() {
         .iter()
         .filter(|r| r.action == pb::AuditAction::AccessGranted as i32)
         .count();
-    assert_eq!((granted, unlocked, failed), (5, 3, 2));
+    assert_eq!((granted, unlocked, failed), (2, 1, 1));
 }

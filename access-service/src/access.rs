@@ -1,6 +1,6 @@
 //! Access decisions as the API offers them: CheckAccess (decided, recorded, answered),
 //! ExplainAccess (any instant, nothing recorded), the doors a user may open, door
-//! status, and UnlockDoor (decision recorded before the lock is asked to move).
+//! status. UnlockDoor's decision is made here; the actuation is [`crate::unlock`]'s.
 
 use std::net::IpAddr;
 
@@ -9,15 +9,12 @@ use latchkey::auth::{Caller, roles};
 use latchkey::error::{ApiError, FieldViolations};
 use latchkey::pagination;
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::audit::chain::truncate_to_micros;
 use crate::audit::{AuditAction, AuditEntry};
 use crate::code_keys::CodeKeys;
-use crate::decision::{
-    CHECK_DOOR, CodeInput, CodeView, EvalInput, Outcome, Reason, Step, evaluate, evaluate_code,
-};
+use crate::decision::{CodeInput, CodeView, EvalInput, Outcome, Step, evaluate, evaluate_code};
 use crate::error::Result;
 use crate::snapshot::{DoorEntry, TenantSnapshot};
 use crate::state::AppState;
@@ -34,7 +31,7 @@ pub struct Attempt {
 }
 
 /// A decision and what it was about.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Decided {
     pub outcome: Outcome,
     pub at: DateTime<Utc>,
@@ -76,11 +73,36 @@ fn check_attempt(
             "is required: CARD, PIN, MOBILE, MANUAL, API, PASSCODE or REMOTE",
         );
     }
-    if !attempt.client_ip.is_empty() && attempt.client_ip.parse::<IpAddr>().is_err() {
-        violations.add("client_ip", "must be an IPv4 or IPv6 address");
-    }
+    check_client_ip(&attempt.client_ip, violations);
     pagination::request_id(&attempt.request_id, violations);
     door
+}
+
+pub fn check_client_ip(client_ip: &str, violations: &mut FieldViolations) {
+    if !client_ip.is_empty() && client_ip.parse::<IpAddr>().is_err() {
+        violations.add("client_ip", "must be an IPv4 or IPv6 address");
+    }
+}
+
+/// An actuation's request id: required, so a retried call never opens the door twice.
+pub fn check_request_id(request_id: &str, violations: &mut FieldViolations) {
+    if request_id.is_empty() {
+        violations.add(
+            "request_id",
+            "is required, so a retried unlock never opens the door twice",
+        );
+    }
+    pagination::request_id(request_id, violations);
+}
+
+/// Checks an UnlockDoor attempt before its request id is claimed.
+pub fn check_unlock_attempt(attempt: &Attempt) -> Result<()> {
+    let mut violations = FieldViolations::default();
+    check_attempt(attempt, false, &mut violations);
+    if attempt.request_id.is_empty() {
+        check_request_id(&attempt.request_id, &mut violations);
+    }
+    Ok(violations.check()?)
 }
 
 /// The user an attempt is about: the one named, or the caller. Callers other than
@@ -231,10 +253,7 @@ pub async fn check(
     let mut violations = FieldViolations::default();
     let door = check_attempt(&attempt, !unlock, &mut violations);
     if unlock && attempt.request_id.is_empty() {
-        violations.add(
-            "request_id",
-            "is required, so a retried unlock never opens the door twice",
-        );
+        check_request_id(&attempt.request_id, &mut violations);
     }
     violations.check()?;
     let snapshot = state.snapshots.get(&caller.tenant_id).await?;
@@ -346,78 +365,6 @@ pub async fn door_status(state: &AppState, caller: &Caller, door_id: &str) -> Re
         .get(&id)
         .cloned()
         .ok_or_else(|| ApiError::not_found("door", door_id).into())
-}
-
-/// What happened at the lock after an unlock decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnlockResult {
-    Unlocked,
-    NotAttemptedDenied,
-    NoLock,
-    Failed,
-    Unconfirmed,
-}
-
-/// An unlock: the decision is recorded first; only a granted decision on a door with a
-/// lock reaches lock-gateway, with the caller's request id so a retry never opens the
-/// door twice; the outcome is recorded after.
-pub async fn unlock(
-    state: &AppState,
-    caller: &Caller,
-    attempt: Attempt,
-) -> Result<(Decided, i64, UnlockResult, String, i64)> {
-    let (decided, sequence) = check(state, caller, attempt.clone(), true).await?;
-    if !decided.outcome.granted {
-        return Ok((
-            decided,
-            sequence,
-            UnlockResult::NotAttemptedDenied,
-            "access denied; nothing was sent to the lock".to_owned(),
-            0,
-        ));
-    }
-    let Some(door) = decided.door.clone() else {
-        return Ok((decided, sequence, UnlockResult::NoLock, String::new(), 0));
-    };
-    let (result, detail) = match door.lock {
-        None => (
-            UnlockResult::NoLock,
-            "the door has no lock; the decision stands and nothing was actuated".to_owned(),
-        ),
-        Some((account, lock_id)) => {
-            state
-                .gateway
-                .remote_unlock(&caller.tenant_id, account, lock_id, &attempt.request_id)
-                .await
-        }
-    };
-    let mut entry = AuditEntry::new(
-        &caller.tenant_id,
-        &caller.user_id,
-        if result == UnlockResult::Unlocked {
-            AuditAction::Unlock
-        } else {
-            AuditAction::UnlockFailed
-        },
-        result == UnlockResult::Unlocked,
-    );
-    entry.door_id = attempt.door_id.clone();
-    entry.door_name = door.name.clone();
-    entry.door_type = door.door_type.clone();
-    entry.door_location = door.location.clone();
-    entry.user_id = decided.user_id.map(|u| u.to_string()).unwrap_or_default();
-    entry.method = if attempt.method.is_empty() {
-        "REMOTE".to_owned()
-    } else {
-        attempt.method.clone()
-    };
-    entry.reason_code = format!("{result:?}").to_uppercase();
-    entry.reason = detail.clone();
-    entry.client_ip = attempt.client_ip;
-    entry.request_id = attempt.request_id;
-    entry.metadata = json!({"decision_sequence": sequence}).to_string();
-    let outcome_row = state.audit.append(entry).await?;
-    Ok((decided, sequence, result, detail, outcome_row.sequence))
 }
 
 /// Whether `method` (its stored name) presents an access code.
@@ -539,146 +486,4 @@ fn code_entry_for(
     }
     .to_json();
     entry
-}
-
-/// An emergency unlock as asked.
-#[derive(Debug, Default, Clone)]
-pub struct EmergencyRequest {
-    pub door_id: String,
-    pub reason: String,
-    pub request_id: String,
-    pub client_ip: String,
-}
-
-const MAX_EMERGENCY_REASON_LEN: usize = 500;
-
-/// An administrator opens a door outside the rules (and whether or not it is active):
-/// the request and its reason are recorded first, then lock-gateway is asked with the
-/// caller's request id (so a retry never opens the door twice), then the outcome is
-/// recorded.
-pub async fn emergency_unlock(
-    state: &AppState,
-    caller: &Caller,
-    request: EmergencyRequest,
-) -> Result<(Decided, i64, UnlockResult, String, i64)> {
-    if !caller.has_role(roles::ADMIN) {
-        return Err(ApiError::PermissionDenied {
-            reason: "ADMIN_ONLY",
-            message: "only administrators may open a door in an emergency".to_owned(),
-        }
-        .into());
-    }
-    let mut violations = FieldViolations::default();
-    let door_id = crate::directory::parse_id("door_id", &request.door_id, &mut violations);
-    let reason = request.reason.trim();
-    if reason.is_empty() {
-        violations.add(
-            "reason",
-            "is required: why the door is opened outside the rules",
-        );
-    } else if reason.chars().count() > MAX_EMERGENCY_REASON_LEN || reason.contains('\0') {
-        violations.add(
-            "reason",
-            format!("must be at most {MAX_EMERGENCY_REASON_LEN} characters, without NUL"),
-        );
-    }
-    if request.request_id.is_empty() {
-        violations.add(
-            "request_id",
-            "is required, so a retried unlock never opens the door twice",
-        );
-    }
-    pagination::request_id(&request.request_id, &mut violations);
-    if !request.client_ip.is_empty() && request.client_ip.parse::<IpAddr>().is_err() {
-        violations.add("client_ip", "must be an IPv4 or IPv6 address");
-    }
-    violations.check()?;
-    let snapshot = state.snapshots.get(&caller.tenant_id).await?;
-    let Some(door) = snapshot.doors.get(&door_id).cloned() else {
-        return Err(ApiError::not_found("door", &request.door_id).into());
-    };
-    let at = truncate_to_micros(state.clock.now());
-    let mut entry = AuditEntry::new(
-        &caller.tenant_id,
-        &caller.user_id,
-        AuditAction::EmergencyUnlock,
-        true,
-    );
-    entry.time = at;
-    entry.door_id = door_id.to_string();
-    entry.door_name = door.name.clone();
-    entry.door_type = door.door_type.clone();
-    entry.door_location = door.location.clone();
-    entry.user_id = caller.user_id.clone();
-    entry.method = "REMOTE".to_owned();
-    entry.reason_code = Reason::Emergency.as_str().to_owned();
-    entry.reason = reason.to_owned();
-    entry.client_ip = request.client_ip.clone();
-    entry.request_id = request.request_id.clone();
-    entry.metadata = json!({
-        "reason": reason,
-        "door_active": door.view.active,
-        "has_lock": door.lock.is_some(),
-    })
-    .to_string();
-    // Committed before anything moves.
-    let sequence = state.audit.append(entry).await?.sequence;
-
-    let (result, detail) = match door.lock {
-        None => (
-            UnlockResult::NoLock,
-            "the door has no lock; nothing was actuated".to_owned(),
-        ),
-        Some((account, lock_id)) => {
-            state
-                .gateway
-                .remote_unlock(&caller.tenant_id, account, lock_id, &request.request_id)
-                .await
-        }
-    };
-    let unlocked = result == UnlockResult::Unlocked;
-    let mut entry = AuditEntry::new(
-        &caller.tenant_id,
-        &caller.user_id,
-        if unlocked {
-            AuditAction::Unlock
-        } else {
-            AuditAction::UnlockFailed
-        },
-        unlocked,
-    );
-    entry.door_id = door_id.to_string();
-    entry.door_name = door.name.clone();
-    entry.door_type = door.door_type.clone();
-    entry.door_location = door.location.clone();
-    entry.user_id = caller.user_id.clone();
-    entry.method = "REMOTE".to_owned();
-    entry.reason_code = format!("{result:?}").to_uppercase();
-    entry.reason = detail.clone();
-    entry.client_ip = request.client_ip;
-    entry.request_id = request.request_id;
-    entry.metadata = json!({"decision_sequence": sequence, "emergency": true}).to_string();
-    let outcome_row = state.audit.append(entry).await?;
-
-    let decided = Decided {
-        outcome: Outcome {
-            granted: true,
-            reason: Reason::Emergency,
-            message: Reason::Emergency.describe().to_owned(),
-            rule: None,
-            access_type: None,
-            steps: vec![Step {
-                check: CHECK_DOOR,
-                passed: true,
-                detail: "emergency: the rules and the active flag do not apply".to_owned(),
-            }],
-            valid_until: None,
-        },
-        at,
-        time_zone: door.time_zone.clone(),
-        door: Some(door),
-        user_id: None,
-        access_code_id: None,
-    };
-    Ok((decided, sequence, result, detail, outcome_row.sequence))
 }

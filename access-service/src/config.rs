@@ -83,11 +83,15 @@ pub struct Config {
     /// used instead of a secret when set.
     #[arg(long, env = "LOCK_GATEWAY_JWT_PRIVATE_KEY_FILE")]
     pub lock_gateway_jwt_private_key_file: Option<PathBuf>,
-    /// Deadline for each call to lock-gateway, in milliseconds.
-    #[arg(long, env = "LOCK_GATEWAY_TIMEOUT_MS", default_value_t = 40_000)]
+    /// Deadline for each call to lock-gateway, in milliseconds: longer than lock-gateway's
+    /// TTLOCK_REMOTE_TIMEOUT_SECS, so a slow unlock is answered by lock-gateway rather
+    /// than cut off here.
+    #[arg(long, env = "LOCK_GATEWAY_TIMEOUT_MS", default_value_t = 45_000)]
     pub lock_gateway_timeout_ms: u64,
-    /// How long in-flight calls may run once shutdown begins, in milliseconds.
-    #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 20_000)]
+    /// How long in-flight calls may run once shutdown begins, in milliseconds: longer
+    /// than LOCK_GATEWAY_TIMEOUT_MS, so an unlock in flight ends with its real outcome;
+    /// one still running after it is recorded as unconfirmed and abandoned.
+    #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 50_000)]
     pub shutdown_grace_ms: u64,
     /// Concurrent audit group-commit workers.
     #[arg(long, env = "AUDIT_WRITERS", default_value_t = 2)]
@@ -169,8 +173,8 @@ impl Config {
             lock_gateway_url: DEFAULT_LOCK_GATEWAY_URL.to_owned(),
             lock_gateway_jwt_secret: None,
             lock_gateway_jwt_private_key_file: None,
-            lock_gateway_timeout_ms: 40_000,
-            shutdown_grace_ms: 20_000,
+            lock_gateway_timeout_ms: 45_000,
+            shutdown_grace_ms: 50_000,
             db_role: DEFAULT_DB_ROLE.to_owned(),
             audit_writers: 2,
             audit_max_batch: 512,

@@ -115,10 +115,95 @@ fn finish<T>(answer: std::result::Result<T, tonic::Status>) -> Result<T> {
         }
         Err(status) => {
             record_client_status(&span, status.code());
-            tracing::warn!(code = ?status.code(), "lock-gateway call failed");
+            tracing::warn!(code = ?status.code(), message = status.message(), "lock-gateway call failed");
             Err(Error::Gateway(status))
         }
     }
+}
+
+/// Why a lock-gateway call got no answer, as callers and stored states are told it:
+/// the transport's own words go to the log, not to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoAnswer {
+    /// Stable, upper snake case.
+    pub reason: &'static str,
+    /// A plain sentence.
+    pub detail: &'static str,
+    /// Whether the request may have reached lock-gateway, and through it the lock.
+    pub maybe_sent: bool,
+}
+
+impl NoAnswer {
+    /// No connection could be made: nothing was sent.
+    pub const UNREACHABLE: Self = Self {
+        reason: "LOCK_GATEWAY_UNAVAILABLE",
+        detail: "lock-gateway could not be reached; nothing was sent",
+        maybe_sent: false,
+    };
+    pub const STARTING: Self = Self {
+        reason: "LOCK_GATEWAY_STARTING",
+        detail: "lock-gateway is starting and took nothing on",
+        maybe_sent: false,
+    };
+    pub const TIMEOUT: Self = Self {
+        reason: "LOCK_GATEWAY_TIMEOUT",
+        detail: "lock-gateway did not answer in time",
+        maybe_sent: true,
+    };
+    pub const LOST: Self = Self {
+        reason: "LOCK_GATEWAY_ANSWER_LOST",
+        detail: "the connection to lock-gateway broke before it answered",
+        maybe_sent: true,
+    };
+}
+
+/// Classes a failed call: a connection never made (tonic's `ConnectError` among the
+/// status's sources) or lock-gateway's own "starting" refusal sent nothing; anything
+/// else (the deadline, a connection that broke) may have been carried out. `None` when lock-gateway answered with a refusal of
+/// its own.
+pub fn no_answer(status: &tonic::Status) -> Option<NoAnswer> {
+    use tonic_types::StatusExt;
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.is::<tonic::ConnectError>() {
+            return Some(NoAnswer::UNREACHABLE);
+        }
+        // The call's own deadline, which tonic reports as CANCELLED.
+        if error.is::<tonic::TimeoutExpired>() {
+            return Some(NoAnswer::TIMEOUT);
+        }
+        source = error.source();
+    }
+    let reason = status
+        .get_error_details()
+        .error_info()
+        .map(|i| i.reason.clone());
+    match status.code() {
+        tonic::Code::Unavailable if reason.as_deref() == Some("STARTING") => {
+            Some(NoAnswer::STARTING)
+        }
+        tonic::Code::DeadlineExceeded => Some(NoAnswer::TIMEOUT),
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+            Some(NoAnswer::LOST)
+        }
+        tonic::Code::Internal if reason.is_none() => Some(NoAnswer::LOST),
+        _ => None,
+    }
+}
+
+/// How a remote unlock ended, as lock-gateway told it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actuation {
+    /// The lock reported the door open.
+    Confirmed(String),
+    /// TTLock or the lock refused; the door did not open.
+    Refused { errcode: i32, detail: String },
+    /// TTLock's answer left it open whether the door moved.
+    Ambiguous(String),
+    /// No answer from lock-gateway.
+    NoAnswer(NoAnswer),
+    /// lock-gateway refused the request itself (unknown account or lock, bad input).
+    Rejected(String),
 }
 
 impl GatewayClient {
@@ -130,8 +215,7 @@ impl GatewayClient {
         account: uuid::Uuid,
         lock_id: i64,
         request_id: &str,
-    ) -> (crate::access::UnlockResult, String) {
-        use crate::access::UnlockResult;
+    ) -> Actuation {
         use latchkey::pb::gateway::v1::{RemoteOperationRequest, RemoteOutcome};
         let span = client_span(SERVICE, "RemoteUnlock");
         let answer = async {
@@ -150,42 +234,19 @@ impl GatewayClient {
         .await;
         match answer {
             Ok(response) => match RemoteOutcome::try_from(response.outcome) {
-                Ok(RemoteOutcome::Confirmed) => (UnlockResult::Unlocked, response.detail),
-                Ok(RemoteOutcome::Failed) => (
-                    UnlockResult::Failed,
-                    format!(
-                        "the lock refused (errcode {}): {}",
-                        response.errcode, response.detail
-                    ),
-                ),
-                _ => (
-                    UnlockResult::Unconfirmed,
-                    format!(
-                        "the lock's answer was ambiguous; not retried: {}",
-                        response.detail
-                    ),
-                ),
+                Ok(RemoteOutcome::Confirmed) => Actuation::Confirmed(response.detail),
+                Ok(RemoteOutcome::Failed) => Actuation::Refused {
+                    errcode: response.errcode,
+                    detail: response.detail,
+                },
+                _ => Actuation::Ambiguous(response.detail),
             },
-            // The request may have reached the lock before the connection failed.
-            Err(Error::Gateway(status))
-                if matches!(
-                    status.code(),
-                    tonic::Code::DeadlineExceeded
-                        | tonic::Code::Unavailable
-                        | tonic::Code::Unknown
-                        | tonic::Code::Cancelled
-                ) =>
-            {
-                (
-                    UnlockResult::Unconfirmed,
-                    "lock-gateway's answer was lost; not retried".to_owned(),
-                )
-            }
-            Err(Error::Gateway(status)) => (
-                UnlockResult::Failed,
-                format!("lock-gateway refused: {}", status.message()),
-            ),
-            Err(error) => (UnlockResult::Failed, error.to_string()),
+            Err(Error::Gateway(status)) => match no_answer(&status) {
+                Some(no_answer) => Actuation::NoAnswer(no_answer),
+                None => Actuation::Rejected(status.message().to_owned()),
+            },
+            // The token could not be made: nothing was sent.
+            Err(error) => Actuation::Rejected(error.to_string()),
         }
     }
 }
@@ -195,9 +256,9 @@ impl GatewayClient {
 pub enum PasscodeAnswer {
     /// lock-gateway answered; the outcome is in the result.
     Answered(latchkey::pb::gateway::v1::PasscodeResult),
-    /// No answer (unreachable, deadline, cancelled): the write may or may not have been
-    /// made; ask again with the same request id.
-    Lost(String),
+    /// No answer: unless nothing was sent, the write may or may not have been made; ask
+    /// again with the same request id.
+    Lost(NoAnswer),
     /// lock-gateway refused the request itself (bad input, unknown account).
     Refused(String),
 }
@@ -205,22 +266,14 @@ pub enum PasscodeAnswer {
 fn passcode_answer(answer: Result<latchkey::pb::gateway::v1::PasscodeResult>) -> PasscodeAnswer {
     match answer {
         Ok(result) => PasscodeAnswer::Answered(result),
-        Err(Error::Gateway(status))
-            if matches!(
-                status.code(),
-                tonic::Code::DeadlineExceeded
-                    | tonic::Code::Unavailable
-                    | tonic::Code::Unknown
-                    | tonic::Code::Cancelled
-                    | tonic::Code::Internal
-            ) =>
-        {
-            PasscodeAnswer::Lost(format!("lock-gateway: {}", status.message()))
+        Err(Error::Gateway(status)) => match no_answer(&status) {
+            Some(no_answer) => PasscodeAnswer::Lost(no_answer),
+            None => PasscodeAnswer::Refused(format!("lock-gateway refused: {}", status.message())),
+        },
+        Err(error) => {
+            tracing::warn!(%error, "a passcode write was not sent");
+            PasscodeAnswer::Lost(NoAnswer::UNREACHABLE)
         }
-        Err(Error::Gateway(status)) => {
-            PasscodeAnswer::Refused(format!("lock-gateway refused: {}", status.message()))
-        }
-        Err(error) => PasscodeAnswer::Lost(error.to_string()),
     }
 }
 

@@ -22,6 +22,7 @@ pub mod rules;
 pub mod snapshot;
 pub mod state;
 pub mod time_slot;
+pub mod unlock;
 pub mod users;
 
 use std::future::Future;
@@ -106,7 +107,10 @@ pub async fn run(
         code_keys: code_keys::CodeKeys::new(&config.access_code_key)?,
         provisioning_wake: std::sync::Arc::new(tokio::sync::Notify::new()),
         lead_hours: config.provisioning_lead_hours,
+        actuations: unlock::inflight::Actuations::default(),
     };
+    // What shutdown needs once the router is gone.
+    let after_grace = state.clone();
 
     let (stopping, stop_seen) = tokio::sync::watch::channel(false);
     let provisioning = provisioning::worker::spawn(
@@ -190,9 +194,19 @@ pub async fn run(
         config.shutdown_grace(),
     )
     .await?;
-    // The router (and every handle to the audit writer) is gone: the workers commit
-    // what is queued and stop.
-    // Background tasks hold handles to the audit writer too: drop them first.
+    // Calls still running past the grace are abandoned: an unlock among them may have
+    // opened its door, so it is recorded as unconfirmed before the process exits.
+    let abandoned = after_grace.actuations.abandon_all(&after_grace).await;
+    if abandoned > 0 {
+        tracing::warn!(
+            abandoned,
+            "unlocks still waiting for lock-gateway were recorded as unconfirmed"
+        );
+    }
+    // Abandoned calls may still hold handles to the audit writer: it is closed rather
+    // than waited on, commits what is queued and stops.
+    after_grace.audit.close();
+    drop(after_grace);
     provisioning.abort();
     let _ = provisioning.await;
     if let Some(reconciliation) = reconciliation {

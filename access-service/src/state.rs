@@ -24,6 +24,8 @@ pub struct AppState {
     pub provisioning_wake: Arc<Notify>,
     /// Hours before a window opens that its code is written to the lock.
     pub lead_hours: u32,
+    /// Unlocks waiting for lock-gateway, recorded as unconfirmed if shutdown abandons them.
+    pub actuations: crate::unlock::inflight::Actuations,
 }
 
 impl AppState {

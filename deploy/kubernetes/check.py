@@ -75,6 +75,7 @@ def main() -> int:
     # Named container ports of each app, for Services and policies that name them.
     app_ports: dict[str, dict[str, int]] = {}
 
+    deadlines: dict[str, dict[str, int]] = {}
     for deployment in deployments:
         pod = deployment["spec"]["template"]["spec"]
         app = deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
@@ -124,6 +125,28 @@ def main() -> int:
         )
         if pod.get("terminationGracePeriodSeconds", 30) * 1000 <= grace_ms + pause_s * 1000:
             fail(f"Deployment {app}: terminationGracePeriodSeconds leaves no room for SHUTDOWN_GRACE_MS and preStop")
+        # Each wait must outlast the one it contains: TTLock's deadline inside
+        # lock-gateway's call, that call inside access-service's drain.
+        deadlines[app] = {
+            "grace_ms": grace_ms,
+            **{
+                v["name"]: int(v["value"])
+                for c in pod["containers"]
+                for v in c.get("env", [])
+                if v["name"] in ("LOCK_GATEWAY_TIMEOUT_MS", "TTLOCK_REMOTE_TIMEOUT_SECS")
+            },
+        }
+
+    ttlock_ms = deadlines.get("lock-gateway", {}).get("TTLOCK_REMOTE_TIMEOUT_SECS", 0) * 1000
+    gateway_ms = deadlines.get("access-service", {}).get("LOCK_GATEWAY_TIMEOUT_MS", 0)
+    if not ttlock_ms or not gateway_ms:
+        fail("the manifests must set TTLOCK_REMOTE_TIMEOUT_SECS and LOCK_GATEWAY_TIMEOUT_MS")
+    elif gateway_ms <= ttlock_ms:
+        fail("LOCK_GATEWAY_TIMEOUT_MS must outlast TTLOCK_REMOTE_TIMEOUT_SECS")
+    elif deadlines["lock-gateway"]["grace_ms"] <= ttlock_ms:
+        fail("lock-gateway's SHUTDOWN_GRACE_MS must outlast TTLOCK_REMOTE_TIMEOUT_SECS")
+    elif deadlines["access-service"]["grace_ms"] <= gateway_ms:
+        fail("access-service's SHUTDOWN_GRACE_MS must outlast LOCK_GATEWAY_TIMEOUT_MS")
 
     for service in services.values():
         app = service["spec"]["selector"]["app.kubernetes.io/name"]

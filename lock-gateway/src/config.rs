@@ -50,8 +50,9 @@ pub struct Config {
     /// Address to serve gRPC on.
     #[arg(long, env = "GRPC_ADDR", default_value = DEFAULT_GRPC_ADDR)]
     pub grpc_addr: SocketAddr,
-    /// How long in-flight calls may run once shutdown begins, in milliseconds.
-    #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 20_000)]
+    /// How long in-flight calls may run once shutdown begins, in milliseconds: longer
+    /// than TTLOCK_REMOTE_TIMEOUT_SECS, so a relayed command in flight gets its answer.
+    #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 45_000)]
     pub shutdown_grace_ms: u64,
     /// How long a gateway call or TTLock callback made while the gateway is still
     /// waiting for its database waits for it before being refused (UNAVAILABLE, 503), in
@@ -123,7 +124,7 @@ impl Config {
     pub fn new(database_url: &str, jwt_secret: &str) -> Self {
         Self {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50061)),
-            shutdown_grace_ms: 20_000,
+            shutdown_grace_ms: 45_000,
             start_wait_ms: 3_000,
             encryption_key: SecretString::from(TEST_KEY.to_owned()),
             encryption_key_id: "k1".to_owned(),

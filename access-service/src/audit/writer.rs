@@ -63,6 +63,9 @@ struct Pending {
 pub struct AuditWriter {
     /// One queue per worker; a tenant's entries go to `senders[hash(tenant) % len]`.
     senders: Vec<mpsc::Sender<Pending>>,
+    /// Set by [`AuditWriter::close`]: the workers stop taking entries, commit what is
+    /// queued and stop, though handles remain.
+    closing: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl std::fmt::Debug for Pending {
@@ -86,6 +89,7 @@ impl AuditWriter {
             senders.push(sender);
             receivers.push(receiver);
         }
+        let (closing, closing_seen) = tokio::sync::watch::channel(false);
         let (finished, finished_seen) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("audit-writer".to_owned())
@@ -97,7 +101,10 @@ impl AuditWriter {
                     Ok(runtime) => runtime.block_on(async move {
                         let mut workers = JoinSet::new();
                         for receiver in receivers {
-                            workers.spawn(Worker::new(pool.clone(), config).run(receiver));
+                            workers.spawn(
+                                Worker::new(pool.clone(), config)
+                                    .run(receiver, closing_seen.clone()),
+                            );
                         }
                         workers.join_all().await;
                     }),
@@ -116,7 +123,14 @@ impl AuditWriter {
         workers.spawn(async move {
             let _ = finished_seen.await;
         });
-        (Self { senders }, workers)
+        let closing = std::sync::Arc::new(closing);
+        (Self { senders, closing }, workers)
+    }
+
+    /// Stops taking entries: what is queued is committed and the workers stop, even
+    /// while calls abandoned at shutdown still hold handles.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
     }
 
     /// Appends `entry` and returns it as stored, once committed.
@@ -179,12 +193,24 @@ impl Worker {
         }
     }
 
-    async fn run(mut self, mut receiver: mpsc::Receiver<Pending>) {
+    async fn run(
+        mut self,
+        mut receiver: mpsc::Receiver<Pending>,
+        mut closing: tokio::sync::watch::Receiver<bool>,
+    ) {
         let mut incoming = Vec::with_capacity(self.config.max_batch);
         let mut open = true;
+        let mut closed = false;
         loop {
             tokio::select! {
                 biased;
+                // Closing lets what is queued through; recv_many then ends the queue.
+                changed = closing.wait_for(|closing| *closing), if !closed => {
+                    closed = true;
+                    if changed.is_ok() {
+                        receiver.close();
+                    }
+                }
                 Some(report) = self.running.next(), if !self.running.is_empty() => {
                     let tenant = self.finish(report);
                     self.dispatch(&tenant);

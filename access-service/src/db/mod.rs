@@ -10,6 +10,7 @@ pub mod properties;
 pub mod rules;
 pub mod schema;
 pub mod tenants;
+pub mod unlock_requests;
 pub mod users;
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};

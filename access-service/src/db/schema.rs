@@ -257,3 +257,14 @@ diesel::allow_tables_to_appear_in_same_query!(
     provisioning_outbox,
     device_event_cursors,
 );
+
+diesel::table! {
+    unlock_requests (tenant_id, request_id) {
+        tenant_id -> Text,
+        request_id -> Text,
+        fingerprint -> Bytea,
+        response -> Nullable<Bytea>,
+        finished -> Bool,
+        create_time -> Timestamptz,
+    }
+}

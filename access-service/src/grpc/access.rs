@@ -10,10 +10,11 @@ use tonic::{Request, Response, Status};
 use secrecy::SecretString;
 
 use super::convert;
-use crate::access::{self, Attempt, Decided, EmergencyRequest, UnlockResult};
+use crate::access::{self, Attempt, Decided};
 use crate::decision::AccessKind;
 use crate::error::Error;
 use crate::state::AppState;
+use crate::unlock::{self, Answered, EmergencyRequest, UnlockAnswer, UnlockResult};
 
 #[derive(Debug, Clone)]
 pub struct AccessApi {
@@ -112,15 +113,8 @@ impl AccessService for AccessApi {
             request_id: request.request_id,
             client_ip: request.client_ip,
         };
-        let (decided, audit_sequence, result, outcome_detail, outcome_audit_sequence) =
-            access::emergency_unlock(&self.state, &caller, emergency).await?;
-        Ok(Response::new(pb::UnlockDoorResponse {
-            decision: Some(decision(decided)),
-            audit_sequence,
-            outcome: unlock_outcome(result) as i32,
-            outcome_detail,
-            outcome_audit_sequence,
-        }))
+        let answered = unlock::emergency_unlock(&self.state, &caller, emergency, encode).await?;
+        Ok(Response::new(unlock_response(answered)?))
     }
 
     async fn check_access(
@@ -243,21 +237,32 @@ impl AccessService for AccessApi {
             client_ip: request.client_ip,
             request_id: request.request_id,
         };
-        let (decided, audit_sequence, result, outcome_detail, outcome_audit_sequence) =
-            access::unlock(&self.state, &caller, attempt).await?;
-        let outcome = match result {
-            UnlockResult::Unlocked => pb::UnlockOutcome::Unlocked,
-            UnlockResult::NotAttemptedDenied => pb::UnlockOutcome::NotAttemptedDenied,
-            UnlockResult::NoLock => pb::UnlockOutcome::NoLock,
-            UnlockResult::Failed => pb::UnlockOutcome::Failed,
-            UnlockResult::Unconfirmed => pb::UnlockOutcome::Unconfirmed,
-        };
-        Ok(Response::new(pb::UnlockDoorResponse {
-            decision: Some(decision(decided)),
-            audit_sequence,
-            outcome: outcome as i32,
-            outcome_detail,
-            outcome_audit_sequence,
-        }))
+        let answered = unlock::unlock(&self.state, &caller, attempt, encode).await?;
+        Ok(Response::new(unlock_response(answered)?))
+    }
+}
+
+fn response(answer: UnlockAnswer) -> pb::UnlockDoorResponse {
+    pb::UnlockDoorResponse {
+        decision: Some(decision(answer.decided)),
+        audit_sequence: answer.audit_sequence,
+        outcome: unlock_outcome(answer.result) as i32,
+        outcome_detail: answer.detail,
+        outcome_audit_sequence: answer.outcome_audit_sequence,
+    }
+}
+
+/// The answer as a repeat of the request gets it back.
+fn encode(answer: &UnlockAnswer) -> Vec<u8> {
+    use prost::Message;
+    response(answer.clone()).encode_to_vec()
+}
+
+fn unlock_response(answered: Answered) -> Result<pb::UnlockDoorResponse, Status> {
+    use prost::Message;
+    match answered {
+        Answered::Now(answer) => Ok(response(answer)),
+        Answered::Replayed(bytes) => pb::UnlockDoorResponse::decode(bytes.as_slice())
+            .map_err(|error| Error::from(latchkey::error::ApiError::internal(error)).into()),
     }
 }

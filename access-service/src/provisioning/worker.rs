@@ -324,7 +324,17 @@ impl Worker {
         drop(plain);
         Ok(match answer {
             PasscodeAnswer::Answered(result) => self.after_set(intent, door, result).await,
-            PasscodeAnswer::Lost(error) => self.resolve_set(intent, door, error).await,
+            // Nothing reached lock-gateway: the same request id is simply sent again.
+            PasscodeAnswer::Lost(lost) if !lost.maybe_sent => Settle::Retry {
+                after: backoff(intent.attempts),
+                next_generation: false,
+                reason: lost.reason.to_owned(),
+                error: lost.detail.to_owned(),
+            },
+            PasscodeAnswer::Lost(lost) => {
+                let why = lost.detail.to_owned();
+                self.resolve_set(intent, door, lost.reason, why).await
+            }
             PasscodeAnswer::Refused(error) => {
                 Settle::Done("FAILED", "REFUSED".to_owned(), error, None)
             }
@@ -348,8 +358,8 @@ impl Worker {
                 Some(result.passcode_id),
             ),
             PasscodeOutcome::Unconfirmed => {
-                self.resolve_set(intent, door, format!("ambiguous write: {}", result.detail))
-                    .await
+                let why = format!("ambiguous write: {}", result.detail);
+                self.resolve_set(intent, door, "AMBIGUOUS", why).await
             }
             _ if result.reason == "DUPLICATE" => {
                 // Our own earlier write may be what the lock found.
@@ -393,7 +403,14 @@ impl Worker {
 
     /// A write without a definite answer: the lock's passcode list says whether it
     /// happened. Absent, it is written again under a new request id.
-    async fn resolve_set(&self, intent: &Intent, door: &CodeDoor, why: String) -> Settle {
+    /// Settles a write whose result is not known by reading the lock.
+    async fn resolve_set(
+        &self,
+        intent: &Intent,
+        door: &CodeDoor,
+        reason: &str,
+        why: String,
+    ) -> Settle {
         match passcodes_on_lock(&self.state, &intent.tenant_id, door).await {
             Ok(list) => match ours(&list, door.code_id, None) {
                 Some(id) => Settle::Done(
@@ -405,17 +422,20 @@ impl Worker {
                 None => Settle::Retry {
                     after: backoff(1),
                     next_generation: true,
-                    reason: String::new(),
+                    reason: reason.to_owned(),
                     error: format!("{why}; not on the lock, written again"),
                 },
             },
             // Not even the list can be read: ask again later, same request id.
-            Err(error) => Settle::Retry {
-                after: backoff(intent.attempts),
-                next_generation: false,
-                reason: String::new(),
-                error: format!("{why}; {error}"),
-            },
+            Err(error) => {
+                tracing::warn!(%error, "the lock's passcodes could not be read");
+                Settle::Retry {
+                    after: backoff(intent.attempts),
+                    next_generation: false,
+                    reason: reason.to_owned(),
+                    error: format!("{why}; the lock's passcodes could not be read"),
+                }
+            }
         }
     }
 
@@ -499,11 +519,11 @@ impl Worker {
                 format!("the window could not be moved: {}", result.detail),
                 Some(passcode),
             ),
-            PasscodeAnswer::Lost(error) => Settle::Retry {
+            PasscodeAnswer::Lost(lost) => Settle::Retry {
                 after: backoff(intent.attempts),
                 next_generation: false,
-                reason: String::new(),
-                error,
+                reason: lost.reason.to_owned(),
+                error: lost.detail.to_owned(),
             },
             PasscodeAnswer::Refused(error) => {
                 Settle::Done("FAILED", "REFUSED".to_owned(), error, Some(passcode))
@@ -594,11 +614,11 @@ impl Worker {
                 format!("could not be removed from the lock: {}", result.detail),
                 Some(passcode),
             ),
-            PasscodeAnswer::Lost(error) => Settle::Retry {
+            PasscodeAnswer::Lost(lost) => Settle::Retry {
                 after: backoff(intent.attempts),
                 next_generation: false,
-                reason: String::new(),
-                error,
+                reason: lost.reason.to_owned(),
+                error: lost.detail.to_owned(),
             },
             PasscodeAnswer::Refused(error) => {
                 Settle::Done("FAILED", "REFUSED".to_owned(), error, Some(passcode))
