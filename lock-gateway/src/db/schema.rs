@@ -103,6 +103,7 @@ diesel::table! {
         receive_time -> Timestamptz,
         detail -> Text,
         dedupe_key -> Nullable<Bytea>,
+        delivery_key -> Nullable<Bytea>,
     }
 }
 
