@@ -1,0 +1,186 @@
+//! A request id names one request. The same request again replays its first answer;
+//! another request under the same id (another operation, account, lock, passcode, code,
+//! name or window) is refused as REQUEST_ID_REUSED and nothing reaches TTLock.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use chrono::Duration;
+use latchkey::pb::gateway::v1 as pb;
+
+use common::*;
+
+impl Harness {
+    fn change_request(
+        &self,
+        passcode_id: i64,
+        new_code: &str,
+        name: &str,
+        request_id: &str,
+    ) -> pb::ChangePasscodeRequest {
+        pb::ChangePasscodeRequest {
+            account_id: self.account.clone(),
+            lock_id: FRONT_DOOR,
+            passcode_id,
+            new_code: new_code.into(),
+            name: name.into(),
+            start_time: None,
+            end_time: None,
+            request_id: request_id.into(),
+        }
+    }
+
+    /// Stores a claim as releases before request fingerprints did.
+    async fn legacy_claim(&self, table: &str, operation: &str, request_id: &str) {
+        let outcome = if table == "remote_operations" {
+            "CONFIRMED"
+        } else {
+            "DONE"
+        };
+        self.db
+            .client()
+            .await
+            .execute(
+                &format!(
+                    "INSERT INTO gateway.{table} \
+                     (tenant_id, request_id, operation, account_id, lock_id, outcome) \
+                     VALUES ('acme', $1, $2, $3::text::uuid, $4, $5)"
+                ),
+                &[
+                    &request_id,
+                    &operation,
+                    &self.account,
+                    &FRONT_DOOR,
+                    &outcome,
+                ],
+            )
+            .await
+            .unwrap();
+    }
+}
+
+fn assert_reused(result: &pb::PasscodeResult) {
+    assert_eq!(
+        (outcome(result), result.reason.as_str(), result.passcode_id),
+        (pb::PasscodeOutcome::Failed, "REQUEST_ID_REUSED", 0),
+        "{result:?}"
+    );
+    assert!(!result.replayed, "nothing earlier is repeated: {result:?}");
+}
+
+fn assert_replayed(first: &pb::PasscodeResult, again: &pb::PasscodeResult) {
+    assert_eq!(outcome(again), outcome(first), "{again:?}");
+    assert_eq!(again.passcode_id, first.passcode_id);
+    assert!(again.replayed);
+}
+
+#[tokio::test]
+async fn a_create_reused_for_another_code_name_window_or_lock_is_refused() {
+    let h = Harness::start().await;
+    let first = h.create(FRONT_DOOR, "58317", None, "pc-1").await;
+    assert_eq!(outcome(&first), pb::PasscodeOutcome::Done, "{first:?}");
+    assert_replayed(&first, &h.create(FRONT_DOOR, "58317", None, "pc-1").await);
+
+    assert_reused(&h.create(FRONT_DOOR, "58391", None, "pc-1").await);
+    let mut renamed = h.new_passcode(FRONT_DOOR, "58317", None, "pc-1");
+    renamed.name = "Cleaner".into();
+    assert_reused(
+        &h.client
+            .clone()
+            .create_passcode(h.req(renamed))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    let window = Some((now(), now() + Duration::days(2)));
+    assert_reused(&h.create(FRONT_DOOR, "58317", window, "pc-1").await);
+    assert_reused(&h.create(ROOM_101, "58317", None, "pc-1").await);
+
+    assert_eq!(h.sent(ADD), 1, "only the first request was sent");
+    let codes: Vec<String> = h
+        .sim
+        .passcodes(FRONT_DOOR)
+        .into_iter()
+        .map(|p| p.code)
+        .collect();
+    assert_eq!(codes, ["58317"]);
+    assert!(h.sim.passcodes(ROOM_101).is_empty());
+    h.assert_not_stored(&["58317", "58391"]).await;
+
+    // A claim stored before fingerprints is compared by what its row names, as then.
+    h.legacy_claim("passcode_operations", "CREATE", "pc-legacy")
+        .await;
+    let legacy = h.create(FRONT_DOOR, "58391", None, "pc-legacy").await;
+    assert!(legacy.replayed, "{legacy:?}");
+    assert_reused(&h.create(ROOM_101, "58391", None, "pc-legacy").await);
+    assert_eq!(h.sent(ADD), 1);
+}
+
+#[tokio::test]
+async fn a_change_reused_for_another_code_name_window_or_passcode_is_refused() {
+    let h = Harness::start().await;
+    let created = h.create(FRONT_DOOR, "58317", None, "pc-create").await;
+    let other = h.create(FRONT_DOOR, "40712", None, "pc-create-2").await;
+    let id = created.passcode_id;
+
+    let first = h
+        .change(h.change_request(id, "58391", "", "pc-change"))
+        .await;
+    assert_eq!(outcome(&first), pb::PasscodeOutcome::Done, "{first:?}");
+    assert_replayed(
+        &first,
+        &h.change(h.change_request(id, "58391", "", "pc-change"))
+            .await,
+    );
+
+    assert_reused(
+        &h.change(h.change_request(id, "58392", "", "pc-change"))
+            .await,
+    );
+    assert_reused(
+        &h.change(h.change_request(id, "58391", "Cleaner", "pc-change"))
+            .await,
+    );
+    let mut windowed = h.change_request(id, "58391", "", "pc-change");
+    windowed.start_time = Some(latchkey::pb::timestamp(now()));
+    windowed.end_time = Some(latchkey::pb::timestamp(now() + Duration::days(1)));
+    assert_reused(&h.change(windowed).await);
+    assert_reused(
+        &h.change(h.change_request(other.passcode_id, "58391", "", "pc-change"))
+            .await,
+    );
+
+    assert_eq!(h.sent(CHANGE), 1, "only the first change was sent");
+    let mut codes: Vec<String> = h
+        .sim
+        .passcodes(FRONT_DOOR)
+        .into_iter()
+        .map(|p| p.code)
+        .collect();
+    codes.sort();
+    assert_eq!(codes, ["40712", "58391"]);
+    h.assert_not_stored(&["58317", "58391", "58392", "40712"])
+        .await;
+}
+
+#[tokio::test]
+async fn a_delete_reused_for_another_passcode_or_operation_is_refused() {
+    let h = Harness::start().await;
+    let first = h.create(FRONT_DOOR, "58317", None, "pc-create-1").await;
+    let second = h.create(FRONT_DOOR, "40712", None, "pc-create-2").await;
+
+    let deleted = h.delete(FRONT_DOOR, first.passcode_id, "pc-delete").await;
+    assert_eq!(outcome(&deleted), pb::PasscodeOutcome::Done, "{deleted:?}");
+    assert_replayed(
+        &deleted,
+        &h.delete(FRONT_DOOR, first.passcode_id, "pc-delete").await,
+    );
+    assert_reused(&h.delete(FRONT_DOOR, second.passcode_id, "pc-delete").await);
+    assert_reused(&h.create(FRONT_DOOR, "58317", None, "pc-delete").await);
+    // The delete's own id, used by a create, stays the create's.
+    assert_reused(&h.delete(FRONT_DOOR, first.passcode_id, "pc-create-1").await);
+
+    assert_eq!((h.sent(DELETE), h.sent(ADD)), (1, 2));
+    assert_eq!(h.sim.passcodes(FRONT_DOOR).len(), 1);
+}
