@@ -1,6 +1,7 @@
 //! A request id names one request. The same request again replays its first answer;
 //! another request under the same id (another operation, account, lock, passcode, code,
-//! name or window) is refused as REQUEST_ID_REUSED and nothing reaches TTLock.
+//! name or window) is refused as REQUEST_ID_REUSED and nothing reaches TTLock. This
+//! holds for every lock-gateway call that takes a request id.
 
 #![allow(clippy::unwrap_used)]
 
@@ -8,10 +9,35 @@ mod common;
 
 use chrono::Duration;
 use latchkey::pb::gateway::v1 as pb;
+use latchkey::testkit::{authorized, token};
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
 
 use common::*;
 
+const UNLOCK: &str = "/v3/lock/unlock";
+const LOCK: &str = "/v3/lock/lock";
+
 impl Harness {
+    async fn remote(
+        &self,
+        operation: &str,
+        lock_id: i64,
+        request_id: &str,
+    ) -> Result<pb::RemoteOperationResponse, Status> {
+        let request = self.req(pb::RemoteOperationRequest {
+            account_id: self.account.clone(),
+            lock_id,
+            request_id: request_id.into(),
+        });
+        let mut client = self.client.clone();
+        let answer = match operation {
+            UNLOCK => client.remote_unlock(request).await,
+            _ => client.remote_lock(request).await,
+        };
+        answer.map(tonic::Response::into_inner)
+    }
+
     fn change_request(
         &self,
         passcode_id: i64,
@@ -67,6 +93,15 @@ fn assert_reused(result: &pb::PasscodeResult) {
         "{result:?}"
     );
     assert!(!result.replayed, "nothing earlier is repeated: {result:?}");
+}
+
+fn assert_refused_reused(answer: Result<impl std::fmt::Debug, Status>) {
+    let status = answer.unwrap_err();
+    assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
+    assert_eq!(
+        status.get_error_details().error_info().unwrap().reason,
+        "REQUEST_ID_REUSED"
+    );
 }
 
 fn assert_replayed(first: &pb::PasscodeResult, again: &pb::PasscodeResult) {
@@ -183,4 +218,100 @@ async fn a_delete_reused_for_another_passcode_or_operation_is_refused() {
 
     assert_eq!((h.sent(DELETE), h.sent(ADD)), (1, 2));
     assert_eq!(h.sim.passcodes(FRONT_DOOR).len(), 1);
+}
+
+#[tokio::test]
+async fn a_remote_operation_reused_for_another_lock_or_operation_is_refused() {
+    let h = Harness::start().await;
+    let opened = h.remote(UNLOCK, FRONT_DOOR, "door-1").await.unwrap();
+    assert_eq!(opened.outcome(), pb::RemoteOutcome::Confirmed, "{opened:?}");
+    assert!(!opened.replayed);
+    let again = h.remote(UNLOCK, FRONT_DOOR, "door-1").await.unwrap();
+    assert_eq!(
+        (again.outcome(), again.replayed),
+        (pb::RemoteOutcome::Confirmed, true)
+    );
+    assert_refused_reused(h.remote(UNLOCK, ROOM_101, "door-1").await);
+    assert_refused_reused(h.remote(LOCK, FRONT_DOOR, "door-1").await);
+
+    let locked = h.remote(LOCK, ROOM_101, "door-2").await.unwrap();
+    assert_eq!(locked.outcome(), pb::RemoteOutcome::Confirmed, "{locked:?}");
+    assert!(h.remote(LOCK, ROOM_101, "door-2").await.unwrap().replayed);
+    assert_refused_reused(h.remote(LOCK, FRONT_DOOR, "door-2").await);
+    assert_refused_reused(h.remote(UNLOCK, ROOM_101, "door-2").await);
+
+    assert_eq!(
+        (h.sim.unlock_count(FRONT_DOOR), h.sim.unlock_count(ROOM_101)),
+        (1, 0),
+        "each door moved once, for its own request"
+    );
+    assert_eq!((h.sent(UNLOCK), h.sent(LOCK)), (1, 1));
+
+    // A claim stored before fingerprints is compared by what its row names, as then.
+    h.legacy_claim("remote_operations", "UNLOCK", "door-legacy")
+        .await;
+    assert!(
+        h.remote(UNLOCK, FRONT_DOOR, "door-legacy")
+            .await
+            .unwrap()
+            .replayed
+    );
+    assert_refused_reused(h.remote(LOCK, FRONT_DOOR, "door-legacy").await);
+    assert_eq!((h.sent(UNLOCK), h.sent(LOCK)), (1, 1));
+}
+
+#[tokio::test]
+async fn an_account_registration_reused_for_another_account_is_refused() {
+    let h = Harness::start().await;
+    let other = token("globex", "access-service", &["SERVICE"]);
+    let register = |request: pb::RegisterAccountRequest| {
+        let mut client = h.client.clone();
+        let request = authorized(request, &other);
+        async move {
+            client
+                .register_account(request)
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+    let mut request = h.sim.register_request();
+    request.request_id = "acct-1".into();
+    let first = register(request.clone()).await.unwrap();
+    let logins = h.sim.stats().logins;
+    assert_eq!(register(request.clone()).await.unwrap(), first);
+
+    let mut renamed = request.clone();
+    renamed.name = "Annex desk".into();
+    assert_refused_reused(register(renamed.clone()).await);
+    let mut repassworded = request.clone();
+    repassworded.password = "another-password".into();
+    assert_refused_reused(register(repassworded).await);
+    assert_eq!(
+        h.sim.stats().logins,
+        logins,
+        "a replay or a reuse asks TTLock nothing"
+    );
+    let listed = h
+        .client
+        .clone()
+        .list_accounts(authorized(pb::ListAccountsRequest {}, &other))
+        .await
+        .unwrap()
+        .into_inner()
+        .accounts;
+    assert_eq!(listed, std::slice::from_ref(&first));
+    let stored = h.stored().await;
+    assert!(!stored.contains(&request.password) && !stored.contains(&request.client_secret));
+
+    // An account registered before fingerprints replays whatever comes under its id.
+    h.db.client()
+        .await
+        .execute(
+            "UPDATE gateway.ttlock_accounts SET request_fingerprint = NULL \
+             WHERE request_id = 'acct-1'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(register(renamed).await.unwrap(), first);
 }
