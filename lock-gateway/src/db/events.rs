@@ -123,8 +123,9 @@ pub async fn append(
 
 /// Settles the rows that carry a delivery (callback records): a delivery already stored
 /// is a redelivery and dropped; any other takes the first occurrence of its record that
-/// no delivery holds. If the records read stored that one, it is this very record: the
-/// delivery is noted on it and nothing is appended. Runs under the head lock.
+/// no delivery holds. If an event without a delivery holds that one (from the records
+/// read, or stored before deliveries were kept), it is this very record: the delivery is
+/// noted on it and nothing is appended. Runs under the head lock.
 async fn settle_deliveries(
     conn: &mut AsyncPgConnection,
     tenant_id: &str,
@@ -160,7 +161,7 @@ async fn settle_deliveries(
                 row.dedupe_key = Some(key);
                 kept.push(row);
             }
-            Occurrence::Read(cursor) => {
+            Occurrence::Undelivered(cursor) => {
                 diesel::update(device_events::table.find((tenant_id, cursor)))
                     .set(device_events::delivery_key.eq(delivery))
                     .execute(conn)
@@ -174,8 +175,8 @@ async fn settle_deliveries(
 enum Occurrence {
     /// No event holds this key yet.
     Free(Vec<u8>),
-    /// The records read stored this occurrence, at this cursor.
-    Read(i64),
+    /// An event without a delivery holds this occurrence, at this cursor.
+    Undelivered(i64),
 }
 
 async fn first_undelivered(
@@ -205,7 +206,7 @@ async fn first_undelivered(
         for key in keys {
             match stored.get(&key) {
                 None if !taken.contains(&key) => return Ok(Occurrence::Free(key)),
-                Some((cursor, None)) => return Ok(Occurrence::Read(*cursor)),
+                Some((cursor, None)) => return Ok(Occurrence::Undelivered(*cursor)),
                 _ => {}
             }
         }
