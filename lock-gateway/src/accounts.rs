@@ -12,8 +12,9 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use crate::crypto::Sealer;
-use crate::db::accounts::{self, AccountSummary, SealedAccount};
+use crate::db::accounts::{self, AccountSummary, Registered, SealedAccount};
 use crate::error::Result;
+use crate::fingerprint::Fingerprint;
 use crate::ttlock::client::DEFAULT_BASE_URL;
 use crate::ttlock::{AccountConfig, ClientConfig, Password, SharedClock, TtlockClient, md5_hex};
 
@@ -86,6 +87,22 @@ fn check(new: &NewAccount, violations: &mut FieldViolations) {
     pagination::request_id(&new.request_id, violations);
 }
 
+/// The account an earlier call with the same request id registered, if that call was
+/// this very request. An account registered before fingerprints were kept is returned
+/// whatever the request, as it was then.
+fn replay(earlier: Registered, fingerprint: Option<&[u8]>) -> Result<AccountSummary> {
+    match (earlier.request_fingerprint.as_deref(), fingerprint) {
+        (Some(earlier), Some(now)) if earlier != now => Err(ApiError::AlreadyExists {
+            reason: "REQUEST_ID_REUSED",
+            message: "this request id was first used to register another account (name, \
+                      address or credentials); nothing was stored"
+                .to_owned(),
+        }
+        .into()),
+        _ => Ok(earlier.account),
+    }
+}
+
 impl Accounts {
     pub fn new(sealer: Sealer, client_config: ClientConfig, clock: SharedClock) -> Self {
         Self {
@@ -102,7 +119,8 @@ impl Accounts {
     }
 
     /// Logs in once with the credentials (so a typo fails now, not at the first unlock),
-    /// then stores them sealed.
+    /// then stores them sealed. A request id already used answers without asking TTLock:
+    /// the account it registered, or, for another request, REQUEST_ID_REUSED.
     pub async fn register(
         &self,
         pool: &latchkey::db::DbPool,
@@ -117,6 +135,24 @@ impl Accounts {
         } else {
             new.base_url.trim_end_matches('/').to_owned()
         };
+        let fingerprint = (!new.request_id.is_empty()).then(|| {
+            Fingerprint::of("REGISTER_ACCOUNT")
+                .text("name", new.name.trim())
+                .text("base_url", &base_url)
+                .text("client_id", &new.client_id)
+                .text("client_secret", new.client_secret.expose_secret())
+                .text("username", &new.username)
+                .text("password", new.password.expose_secret())
+                .digest(&self.sealer)
+        });
+        if fingerprint.is_some() {
+            let mut conn = pool.get().await?;
+            let earlier =
+                accounts::by_request_id(&mut conn, &caller.tenant_id, &new.request_id).await?;
+            if let Some(earlier) = earlier {
+                return replay(earlier, fingerprint.as_deref());
+            }
+        }
         let password_md5 = SecretString::from(md5_hex(new.password.expose_secret()));
         let config = AccountConfig::new(
             new.client_id.clone(),
@@ -151,6 +187,7 @@ impl Accounts {
             client_secret_enc: seal(&new.client_secret, "client_secret")?,
             password_md5_enc: seal(&password_md5, "password_md5")?,
             request_id: (!new.request_id.is_empty()).then_some(new.request_id),
+            request_fingerprint: fingerprint.clone(),
         };
         let mut conn = pool.get().await?;
         let stored = accounts::insert(&mut conn, &sealed)
@@ -165,10 +202,12 @@ impl Accounts {
                 },
                 other => other.into(),
             })?;
-        if stored.id == id {
-            self.clients.lock().await.insert(id, client);
+        if stored.account.id != id {
+            // Another call with this request id registered first, meanwhile.
+            return replay(stored, fingerprint.as_deref());
         }
-        Ok(stored)
+        self.clients.lock().await.insert(id, client);
+        Ok(stored.account)
     }
 
     pub async fn remove(

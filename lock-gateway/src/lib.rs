@@ -10,6 +10,7 @@ pub mod db;
 pub mod digest_key;
 pub mod error;
 pub mod events;
+pub mod fingerprint;
 pub mod grpc;
 pub mod locks;
 pub mod passcodes;

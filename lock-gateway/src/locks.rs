@@ -346,10 +346,7 @@ async fn read_records(
             reason: "TTLOCK_UNAVAILABLE",
             message: format!("lock records could not be read: {error}"),
         })?;
-    let mut masked: Vec<MaskedRecord> = records
-        .iter()
-        .map(|r| MaskedRecord::of(state.accounts.sealer(), lock_id, r))
-        .collect();
+    let mut masked = MaskedRecord::listed(state.accounts.sealer(), lock_id, &records);
     // Oldest first, so bolt and battery end as the newest record left them.
     masked.sort_by_key(|r| (r.lock_date.unwrap_or(0), r.record_id.unwrap_or(0)));
     let newest = masked.iter().filter_map(|r| r.lock_date).max();

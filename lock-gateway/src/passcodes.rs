@@ -2,9 +2,11 @@
 //! and recorded.
 //!
 //! Writes are idempotent by request id: the id is claimed in `passcode_operations`
-//! before TTLock is asked, so a repeated id replays the first outcome and never writes
-//! again; an ambiguous end is recorded as unconfirmed and never retried. The code lives
-//! only in the request and in the one TTLock call: nothing stores, logs or traces it.
+//! with the request's fingerprint before TTLock is asked, so the same request again
+//! replays the first outcome and never writes again, and another request under that id
+//! is refused; an ambiguous end is recorded as unconfirmed and never retried. The code
+//! lives only in the request and in the one TTLock call: nothing stores, logs or traces
+//! it (the fingerprint is a keyed digest).
 
 mod input;
 mod outcome;
@@ -23,6 +25,7 @@ use crate::db::events;
 use crate::db::passcode_operations::{self, Finish, NewClaim};
 use crate::error::Result;
 use crate::events::{Event, Kind, Source};
+use crate::fingerprint::Fingerprint;
 use crate::state::AppState;
 use crate::ttlock::{PasscodeChange, PasscodeText, TtlockClient, Validity};
 
@@ -102,6 +105,41 @@ impl Write {
             Self::Create { code, .. } => Some(code.expose()),
             Self::Change { change, .. } => change.new_code.as_ref().map(PasscodeText::expose),
             Self::Delete { .. } => None,
+        }
+    }
+
+    /// Everything this write asks of TTLock, to tell a retry from a reused request id.
+    fn fingerprint(&self, target: &Target) -> Fingerprint {
+        let request = Fingerprint::of(self.operation())
+            .text("account_id", &target.account.to_string())
+            .int("lock_id", target.lock_id);
+        match self {
+            Self::Create {
+                code,
+                name,
+                validity,
+            } => {
+                let window = match *validity {
+                    Validity::Permanent => None,
+                    Validity::Period { start_ms, end_ms } => Some((start_ms, end_ms)),
+                };
+                request
+                    .text("code", code.expose())
+                    .maybe_text("name", name.as_deref())
+                    .window(window)
+            }
+            Self::Change {
+                passcode_id,
+                change,
+            } => request
+                .int("passcode_id", *passcode_id)
+                .maybe_text(
+                    "new_code",
+                    change.new_code.as_ref().map(PasscodeText::expose),
+                )
+                .maybe_text("name", change.name.as_deref())
+                .window(change.period),
+            Self::Delete { passcode_id } => request.int("passcode_id", *passcode_id),
         }
     }
 
@@ -257,6 +295,7 @@ async fn run(
         .accounts
         .client(&state.pool, &caller.tenant_id, target.account)
         .await?;
+    let fingerprint = write.fingerprint(&target).digest(state.accounts.sealer());
     {
         let mut conn = state.pool.get().await?;
         let claim = NewClaim {
@@ -266,12 +305,10 @@ async fn run(
             account_id: target.account,
             lock_id: target.lock_id,
             passcode_id: write.passcode_id(),
+            request_fingerprint: &fingerprint,
         };
         if let Err(earlier) = passcode_operations::claim(&mut conn, &claim).await? {
-            let same = earlier.operation == claim.operation
-                && earlier.account_id == claim.account_id
-                && earlier.lock_id == claim.lock_id
-                && (claim.passcode_id.is_none() || earlier.passcode_id == claim.passcode_id);
+            let same = earlier.made_by(&claim);
             let result = WriteResult::replay(earlier, same, state.remote_timeout);
             log(write.operation(), target.lock_id, &result);
             return Ok(result);

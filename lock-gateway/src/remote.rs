@@ -1,15 +1,17 @@
-//! Remote unlock and lock. The request id is claimed in the database before TTLock is
-//! asked, so a repeated id replays the first outcome and the door never moves twice; an
-//! ambiguous end is recorded as unconfirmed and never retried.
+//! Remote unlock and lock. The request id is claimed in the database, with the request's
+//! fingerprint, before TTLock is asked, so the same request again replays the first
+//! outcome and the door never moves twice, and another request under that id is refused;
+//! an ambiguous end is recorded as unconfirmed and never retried.
 
 use std::time::Instant;
 
 use latchkey::auth::Caller;
-use latchkey::error::FieldViolations;
+use latchkey::error::{ApiError, FieldViolations};
 use uuid::Uuid;
 
 use crate::db::remote_operations;
 use crate::error::Result;
+use crate::fingerprint::Fingerprint;
 use crate::state::AppState;
 use crate::ttlock::ErrorClass;
 
@@ -68,6 +70,10 @@ pub async fn run(
         .accounts
         .client(&state.pool, &caller.tenant_id, account)
         .await?;
+    let fingerprint = Fingerprint::of(operation.as_str())
+        .text("account_id", &account.to_string())
+        .int("lock_id", lock_id)
+        .digest(state.accounts.sealer());
     {
         let mut conn = state.pool.get().await?;
         if let Err(earlier) = remote_operations::claim(
@@ -77,28 +83,37 @@ pub async fn run(
             operation.as_str(),
             account,
             lock_id,
+            &fingerprint,
         )
         .await?
         {
-            let same = earlier.operation == operation.as_str()
-                && earlier.account_id == account
-                && earlier.lock_id == lock_id;
-            return Ok(match (earlier.outcome, same) {
-                (_, false) => Outcome {
-                    outcome: "FAILED".to_owned(),
-                    errcode: 0,
-                    latency_ms: 0,
-                    detail: "this request id was used for another operation; nothing was sent".to_owned(),
-                    replayed: true,
+            // Claims made before fingerprints were kept are compared by their columns.
+            let same = earlier.request_fingerprint.as_ref().map_or_else(
+                || {
+                    earlier.operation == operation.as_str()
+                        && earlier.account_id == account
+                        && earlier.lock_id == lock_id
                 },
-                (Some(outcome), true) => Outcome {
+                |earlier| *earlier == fingerprint,
+            );
+            if !same {
+                return Err(ApiError::AlreadyExists {
+                    reason: "REQUEST_ID_REUSED",
+                    message: "this request id was first used for another request (operation, \
+                              account or lock); nothing was sent"
+                        .to_owned(),
+                }
+                .into());
+            }
+            return Ok(match earlier.outcome {
+                Some(outcome) => Outcome {
                     outcome,
                     errcode: earlier.errcode,
                     latency_ms: earlier.latency_ms,
                     detail: earlier.detail,
                     replayed: true,
                 },
-                (None, true) => Outcome {
+                None => Outcome {
                     outcome: "UNCONFIRMED".to_owned(),
                     errcode: 0,
                     latency_ms: 0,

@@ -10,7 +10,7 @@ use latchkey::pb::gateway::v1 as pb;
 use latchkey::pb::gateway::v1::lock_gateway_client::LockGatewayClient;
 use latchkey::testkit::{RunningServer, TEST_JWT_SECRET, TestDb, authorized, token};
 use lock_gateway::db::retention::{purge_callbacks_processed_before, purge_events_received_before};
-use lock_gateway::sim::{SimConfig, SimHandle, Simulator};
+use lock_gateway::sim::{SimConfig, SimHandle, Simulator, callback_form};
 use lock_gateway::ttlock::{
     AccountConfig, ClientConfig, ManualClock, PasscodeText, Password, TtlockClient, Validity, clock,
 };
@@ -189,6 +189,12 @@ impl Env {
             }
         }
         all
+    }
+
+    /// The cursor of the newest event, to watch what comes after it.
+    async fn head(&self) -> i64 {
+        self.count("SELECT coalesce(max(cursor), 0) FROM gateway.device_events")
+            .await
     }
 
     async fn count(&self, sql: &str) -> i64 {
@@ -670,6 +676,169 @@ async fn keypad_unlocks_arrive_once_from_callbacks_and_records() {
     );
     let stored = env.stored_text().await;
     assert!(!stored.contains("480263") && !stored.contains("111555"));
+}
+
+#[tokio::test]
+async fn records_alike_but_for_the_clouds_milliseconds_are_two_events_and_a_redelivery_none() {
+    let env = env().await;
+    env.sync().await;
+    let mut stream = env.watch(env.head().await).await;
+    let url = env.gateway.callback_url(SECRET);
+
+    // The same card in the same second of the lock's clock, uploaded twice: only the
+    // cloud's serverDate (to the millisecond) tells the two apart.
+    let second = CAPTURED_BODY.replace("1680810180029", "1680810180517");
+    assert_eq!(post(&url, CAPTURED_BODY).await.status(), 200);
+    assert_eq!(post(&url, &second).await.status(), 200);
+    let both = take(&mut stream, 2).await;
+    for event in &both {
+        assert_eq!(event.kind(), pb::DeviceEventKind::UnlockCard);
+        assert_eq!(event.occur_time.unwrap().seconds * 1000, 1_680_810_186_000);
+    }
+
+    // TTLock delivers the first again, as it was and in another encoding of the same
+    // form; then a later entry follows, and is the next event.
+    assert_eq!(post(&url, CAPTURED_BODY).await.status(), 200);
+    let mut fields: Vec<(String, String)> = serde_urlencoded::from_str(CAPTURED_BODY).unwrap();
+    fields.reverse();
+    let reencoded = serde_urlencoded::to_string(&fields).unwrap();
+    assert_ne!(reencoded, CAPTURED_BODY);
+    assert_eq!(post(&url, &reencoded).await.status(), 200);
+    let later = CAPTURED_BODY
+        .replace("1680810186000", "1680810246000")
+        .replace("1680810180029", "1680810240112");
+    assert_eq!(post(&url, &later).await.status(), 200);
+    let next = take(&mut stream, 1).await.remove(0);
+    assert_eq!(
+        next.occur_time.unwrap().seconds * 1000,
+        1_680_810_246_000,
+        "a redelivered record was announced again"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM gateway.device_events WHERE kind = 'DEVICE_EVENT_KIND_UNLOCK_CARD'").await,
+        3
+    );
+
+    // Two remote locks within one second of the lock's clock, each called back.
+    env.sim
+        .set_callback_url(Some(env.gateway.callback_url(SECRET)));
+    let mut client = env.gateway.client().await;
+    for request_id in ["lock-evening-1", "lock-evening-2"] {
+        let answer = client
+            .remote_lock(authorized(
+                pb::RemoteOperationRequest {
+                    account_id: env.account.clone(),
+                    lock_id: FRONT_DOOR,
+                    request_id: request_id.into(),
+                },
+                &env.service,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(answer.outcome(), pb::RemoteOutcome::Confirmed);
+    }
+    let locked = take(&mut stream, 2).await;
+    assert_eq!(
+        kinds(&locked),
+        [
+            (FRONT_DOOR, pb::DeviceEventKind::Lock),
+            (FRONT_DOOR, pb::DeviceEventKind::Lock)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn keypad_entries_in_one_second_are_one_event_each_from_callbacks_and_records() {
+    let env = env().await;
+    env.sync().await;
+    env.app_passcode(FRONT_DOOR, "480263", "Guest Ana").await;
+    let url = env.gateway.callback_url(SECRET);
+    let unlocks = "SELECT count(*) FROM gateway.device_events WHERE kind = 'DEVICE_EVENT_KIND_UNLOCK_PASSCODE'";
+    let twice = || {
+        for _ in 0..2 {
+            assert_eq!(env.sim.keypad(FRONT_DOOR, "480263"), Some(true));
+        }
+    };
+
+    // No callbacks: the records read alone brings both entries of one second.
+    twice();
+    env.sync().await;
+    assert_eq!(env.count(unlocks).await, 2);
+    // Their callbacks come after all, once the records read has them: nothing new.
+    let mut stream = env.watch(env.head().await).await;
+    for record in env
+        .sim
+        .records(FRONT_DOOR)
+        .iter()
+        .filter(|r| r.record_type == 4)
+    {
+        let form = callback_form(record, "16:72:4C:CC:01:C4", "frontdesk@example.test");
+        let body = serde_urlencoded::to_string(&form).unwrap();
+        assert_eq!(post(&url, &body).await.status(), 200);
+    }
+    assert_eq!(post(&url, CAPTURED_BODY).await.status(), 200);
+    assert_eq!(
+        take(&mut stream, 1).await.remove(0).kind(),
+        pb::DeviceEventKind::UnlockCard,
+        "a late callback was announced again"
+    );
+    assert_eq!(env.count(unlocks).await, 2);
+
+    // Called back: each entry once, and the records read then adds nothing.
+    env.sim.set_callback_url(Some(url.clone()));
+    env.clock.advance(Duration::from_secs(5));
+    twice();
+    let called = take(&mut stream, 2).await;
+    assert!(
+        called
+            .iter()
+            .all(|e| e.kind() == pb::DeviceEventKind::UnlockPasscode
+                && e.source() == pb::EventSource::Callback)
+    );
+    env.sync().await;
+    assert_eq!(env.count(unlocks).await, 4);
+
+    // The second entry's callback never comes: the records read brings that one only.
+    env.clock.advance(Duration::from_secs(5));
+    assert_eq!(env.sim.keypad(FRONT_DOOR, "480263"), Some(true));
+    take(&mut stream, 1).await;
+    env.sim.set_callback_url(None);
+    assert_eq!(env.sim.keypad(FRONT_DOOR, "480263"), Some(true));
+    env.sync().await;
+    assert_eq!(env.count(unlocks).await, 6);
+
+    // The record list gives serverDate in whole seconds, callbacks to the millisecond:
+    // still one event per entry.
+    env.sim
+        .update_faults(|faults| faults.list_server_date_in_seconds = true);
+    env.sim.set_callback_url(Some(url));
+    env.clock.advance(Duration::from_secs(5));
+    twice();
+    take(&mut stream, 2).await;
+    env.sync().await;
+    assert_eq!(env.count(unlocks).await, 8);
+    let sources: Vec<String> = env
+        .db
+        .client()
+        .await
+        .query(
+            "SELECT source FROM gateway.device_events \
+             WHERE kind = 'DEVICE_EVENT_KIND_UNLOCK_PASSCODE' ORDER BY cursor",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<_, String>(0).replace("EVENT_SOURCE_", ""))
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            "RECORDS", "RECORDS", "CALLBACK", "CALLBACK", "CALLBACK", "RECORDS", "CALLBACK",
+            "CALLBACK"
+        ]
+    );
 }
 
 #[tokio::test]

@@ -46,33 +46,55 @@ pub struct SealedAccount {
     pub client_secret_enc: Vec<u8>,
     pub password_md5_enc: Vec<u8>,
     pub request_id: Option<String>,
+    /// The registering request's keyed fingerprint (`crate::fingerprint`), with its id.
+    pub request_fingerprint: Option<Vec<u8>>,
+}
+
+/// An account with the fingerprint of the request that registered it (`None` before
+/// fingerprints were kept, or without a request id).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = ttlock_accounts)]
+pub struct Registered {
+    #[diesel(embed)]
+    pub account: AccountSummary,
+    pub request_fingerprint: Option<Vec<u8>>,
 }
 
 /// Stores a new account; a repeated request id returns the first one.
 pub async fn insert(
     conn: &mut AsyncPgConnection,
     account: &SealedAccount,
-) -> QueryResult<AccountSummary> {
+) -> QueryResult<Registered> {
     let inserted = diesel::insert_into(ttlock_accounts::table)
         .values(account)
         .on_conflict((ttlock_accounts::tenant_id, ttlock_accounts::request_id))
         .do_nothing()
-        .returning(AccountSummary::as_returning())
+        .returning(Registered::as_returning())
         .get_result(conn)
         .await
         .optional()?;
     match (inserted, &account.request_id) {
         (Some(row), _) => Ok(row),
-        (None, Some(request_id)) => {
-            ttlock_accounts::table
-                .filter(ttlock_accounts::tenant_id.eq(&account.tenant_id))
-                .filter(ttlock_accounts::request_id.eq(request_id))
-                .select(AccountSummary::as_select())
-                .first(conn)
-                .await
-        }
+        (None, Some(request_id)) => by_request_id(conn, &account.tenant_id, request_id)
+            .await?
+            .ok_or(diesel::result::Error::NotFound),
         (None, None) => Err(diesel::result::Error::NotFound),
     }
+}
+
+/// The account the tenant registered under `request_id`, if any.
+pub async fn by_request_id(
+    conn: &mut AsyncPgConnection,
+    tenant_id: &str,
+    request_id: &str,
+) -> QueryResult<Option<Registered>> {
+    ttlock_accounts::table
+        .filter(ttlock_accounts::tenant_id.eq(tenant_id))
+        .filter(ttlock_accounts::request_id.eq(request_id))
+        .select(Registered::as_select())
+        .first(conn)
+        .await
+        .optional()
 }
 
 pub async fn sealed(

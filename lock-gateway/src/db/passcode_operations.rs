@@ -1,5 +1,5 @@
 //! The claim of each passcode write request id and the outcome it ended with. No column
-//! holds the code.
+//! holds the code; the request's fingerprint is a keyed digest (`crate::fingerprint`).
 
 use chrono::Utc;
 use diesel::prelude::*;
@@ -18,6 +18,7 @@ pub struct NewClaim<'a> {
     pub account_id: Uuid,
     pub lock_id: i64,
     pub passcode_id: Option<i64>,
+    pub request_fingerprint: &'a [u8],
 }
 
 /// A claim as an earlier call left it.
@@ -36,6 +37,24 @@ pub struct Claim {
     pub detail: String,
     pub latency_ms: i64,
     pub create_time: chrono::DateTime<chrono::Utc>,
+    /// `None` on claims made before fingerprints were kept.
+    pub request_fingerprint: Option<Vec<u8>>,
+}
+
+impl Claim {
+    /// Whether this claim was made by the very request `new` is: by fingerprint, or, for
+    /// a claim made before fingerprints were kept, by what its row names.
+    pub fn made_by(&self, new: &NewClaim<'_>) -> bool {
+        match &self.request_fingerprint {
+            Some(fingerprint) => fingerprint.as_slice() == new.request_fingerprint,
+            None => {
+                self.operation == new.operation
+                    && self.account_id == new.account_id
+                    && self.lock_id == new.lock_id
+                    && (new.passcode_id.is_none() || self.passcode_id == new.passcode_id)
+            }
+        }
+    }
 }
 
 /// How a claimed call ended.

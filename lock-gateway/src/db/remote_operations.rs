@@ -17,6 +17,8 @@ pub struct Operation {
     pub errcode: i32,
     pub latency_ms: i64,
     pub detail: String,
+    /// `None` on claims made before fingerprints were kept.
+    pub request_fingerprint: Option<Vec<u8>>,
 }
 
 /// Claims `request_id` for this call; `None` when an earlier call already holds it, with
@@ -28,6 +30,7 @@ pub async fn claim(
     operation: &str,
     account_id: Uuid,
     lock_id: i64,
+    request_fingerprint: &[u8],
 ) -> QueryResult<Result<(), Operation>> {
     let claimed = diesel::insert_into(remote_operations::table)
         .values((
@@ -36,6 +39,7 @@ pub async fn claim(
             remote_operations::operation.eq(operation),
             remote_operations::account_id.eq(account_id),
             remote_operations::lock_id.eq(lock_id),
+            remote_operations::request_fingerprint.eq(request_fingerprint),
         ))
         .on_conflict_do_nothing()
         .execute(conn)

@@ -35,7 +35,7 @@ pub async fn purge_claims_before(
 
 /// Deletes the callbacks processed before `before`; unprocessed ones stay. A callback
 /// redelivered after that is stored and published again, and its records, already
-/// events, are dropped by their dedupe keys.
+/// events, are dropped by their deliveries.
 pub async fn purge_callbacks_processed_before(
     conn: &mut AsyncPgConnection,
     before: DateTime<Utc>,

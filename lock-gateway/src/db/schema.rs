@@ -19,6 +19,7 @@ diesel::table! {
         create_time -> Timestamptz,
         update_time -> Timestamptz,
         next_sync_time -> Timestamptz,
+        request_fingerprint -> Nullable<Bytea>,
     }
 }
 
@@ -35,6 +36,7 @@ diesel::table! {
         detail -> Text,
         create_time -> Timestamptz,
         finish_time -> Nullable<Timestamptz>,
+        request_fingerprint -> Nullable<Bytea>,
     }
 }
 
@@ -103,6 +105,7 @@ diesel::table! {
         receive_time -> Timestamptz,
         detail -> Text,
         dedupe_key -> Nullable<Bytea>,
+        delivery_key -> Nullable<Bytea>,
     }
 }
 
@@ -122,6 +125,7 @@ diesel::table! {
         latency_ms -> Int8,
         create_time -> Timestamptz,
         finish_time -> Nullable<Timestamptz>,
+        request_fingerprint -> Nullable<Bytea>,
     }
 }
 

@@ -71,11 +71,7 @@ impl Arrival {
             lock_id: callback.lock_id,
             lock_mac: callback.lock_mac,
             admin: callback.admin,
-            records: callback
-                .records
-                .iter()
-                .map(|r| MaskedRecord::of(sealer, lock_id, r))
-                .collect(),
+            records: MaskedRecord::delivered(sealer, lock_id, &callback.records),
             gateway_id: field("gatewayId").and_then(|v| v.parse().ok()),
             is_online: field("isOnline").and_then(|v| match v.as_str() {
                 "1" | "true" => Some(true),

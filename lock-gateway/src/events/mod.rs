@@ -7,6 +7,8 @@ pub mod effects;
 pub mod inbox;
 pub mod watch;
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use latchkey::pb::gateway::v1 as pb;
 use latchkey::pb::timestamp;
@@ -14,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::crypto::Sealer;
-use crate::db::events::EventRow;
+use crate::db::events::{self, EventRow};
 use crate::records;
 use crate::ttlock::types::LockRecord;
 
@@ -37,6 +39,8 @@ pub struct Event {
     pub occur_time: DateTime<Utc>,
     pub detail: String,
     pub dedupe_key: Option<Vec<u8>>,
+    /// A callback record's delivery; see [`MaskedRecord`].
+    pub delivery_key: Option<Vec<u8>>,
 }
 
 impl Event {
@@ -57,6 +61,7 @@ impl Event {
             occur_time: Utc::now(),
             detail: String::new(),
             dedupe_key: None,
+            delivery_key: None,
         }
     }
 
@@ -79,6 +84,7 @@ impl Event {
             receive_time: Utc::now(),
             detail: self.detail,
             dedupe_key: self.dedupe_key,
+            delivery_key: self.delivery_key,
         }
     }
 }
@@ -103,8 +109,23 @@ pub fn message(row: EventRow) -> pb::DeviceEvent {
     }
 }
 
-/// A lock record with its credential masked and replaced by a keyed digest: the only
+/// A lock record with its credential masked and replaced by keyed digests: the only
 /// form in which records are stored or passed on.
+///
+/// Which record it is. Callbacks carry no recordId, so a record is known by what it says
+/// (`dedupe`: lock, cloud type, success, lock time in whole seconds, credential), and
+/// records alike (one code typed twice in a second, two remote locks) are counted: the
+/// n-th is the event keyed `occurrence_key(dedupe, n)` (`db::events`).
+/// - The records read lists records alike together (they share a lock second, so its
+///   window holds all or none of them): their order among themselves counts them.
+/// - A callback carries serverDate, the cloud's stamp of the upload to the millisecond.
+///   `delivery` digests it with the record and its place among records alike in that
+///   callback, so TTLock's redelivery, in any body, is the delivery already stored,
+///   while another upload alike is a new delivery. That takes the first occurrence no
+///   delivery holds; one the records read stored is this very record, not a new one.
+///
+/// The two sources are not matched on serverDate: whether the record list gives it to
+/// the millisecond is unconfirmed (the reference's sample of it has whole seconds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MaskedRecord {
@@ -118,13 +139,59 @@ pub struct MaskedRecord {
     pub lock_date: Option<i64>,
     pub server_date: Option<i64>,
     pub battery: Option<i32>,
-    /// Hex of the digest of what identifies the record, credential included.
+    /// Hex of the digest of what the record says, credential included; the key of the
+    /// first record alike.
     pub dedupe: String,
+    /// From a callback: hex of the digest naming this delivery of the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<String>,
+    /// From the records read: how many records alike came before it in that read.
+    #[serde(default)]
+    pub alike_before: u32,
 }
 
 impl MaskedRecord {
+    /// Masks the records of one callback, each named by its delivery.
+    pub fn delivered(sealer: &Sealer, lock_id: i64, records: &[LockRecord]) -> Vec<Self> {
+        let mut places: HashMap<(String, i64), u32> = HashMap::new();
+        records
+            .iter()
+            .map(|record| {
+                let mut masked = Self::of(sealer, lock_id, record);
+                let server_date = masked.server_date.unwrap_or(0);
+                let place = places
+                    .entry((masked.dedupe.clone(), server_date))
+                    .or_default();
+                let delivery = sealer.digest(&[
+                    b"record-delivery",
+                    masked.dedupe.as_bytes(),
+                    &server_date.to_be_bytes(),
+                    &place.to_be_bytes(),
+                ]);
+                *place += 1;
+                masked.delivery = Some(hex::encode(delivery));
+                masked
+            })
+            .collect()
+    }
+
+    /// Masks the records of one records read, each counted among the records alike.
+    pub fn listed(sealer: &Sealer, lock_id: i64, records: &[LockRecord]) -> Vec<Self> {
+        let mut alike: HashMap<String, u32> = HashMap::new();
+        records
+            .iter()
+            .map(|record| {
+                let mut masked = Self::of(sealer, lock_id, record);
+                let before = alike.entry(masked.dedupe.clone()).or_default();
+                masked.alike_before = *before;
+                *before += 1;
+                masked
+            })
+            .collect()
+    }
+
     /// Masks a record as it arrives. `lock_id` stands in when the record lacks its own.
-    pub fn of(sealer: &Sealer, lock_id: i64, record: &LockRecord) -> Self {
+    fn of(sealer: &Sealer, lock_id: i64, record: &LockRecord) -> Self {
         let lock_id = record.lock_id.unwrap_or(lock_id);
         let credential = record
             .keyboard_pwd
@@ -132,8 +199,8 @@ impl MaskedRecord {
             .map(|c| c.expose().to_owned())
             .unwrap_or_default();
         let success = record.success.unwrap_or(false);
-        // The record's identity without recordTypeFromLock, recordId or the username:
-        // callbacks and the record list do not both carry them.
+        // Without recordTypeFromLock, recordId, the username or serverDate: callbacks and
+        // the record list do not both carry them alike.
         let dedupe = sealer.digest(&[
             b"record",
             &lock_id.to_be_bytes(),
@@ -154,6 +221,8 @@ impl MaskedRecord {
             server_date: record.server_date,
             battery: record.electric_quantity,
             dedupe: hex::encode(dedupe),
+            delivery: None,
+            alike_before: 0,
         }
     }
 
@@ -184,7 +253,81 @@ impl MaskedRecord {
             gateway_id: 0,
             occur_time: self.occur_time(),
             detail: String::new(),
-            dedupe_key: hex::decode(&self.dedupe).ok(),
+            // A delivery's occurrence is settled when it is appended.
+            dedupe_key: hex::decode(&self.dedupe)
+                .ok()
+                .map(|record| match self.delivery {
+                    Some(_) => record,
+                    None => events::occurrence_key(&record, self.alike_before),
+                }),
+            delivery_key: self.delivery.as_deref().and_then(|d| hex::decode(d).ok()),
         }
+    }
+}
+
+#[allow(clippy::unwrap_used)]
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+
+    use super::*;
+
+    const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+    fn records(json: &str) -> Vec<LockRecord> {
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// The same entry, its lock second and serverDate given.
+    fn entry(lock_date: i64, server_date: i64) -> String {
+        format!(
+            r#"{{"lockId":7,"recordType":4,"success":1,"keyboardPwd":"480263","lockDate":{lock_date},"serverDate":{server_date}}}"#
+        )
+    }
+
+    #[test]
+    fn deliveries_tell_uploads_apart_and_know_a_redelivery() {
+        let sealer = Sealer::new("k", &SecretString::from(KEY.to_owned()), None).unwrap();
+        let a = entry(1_000, 1_029);
+        let b = entry(1_000, 1_517);
+        let one = MaskedRecord::delivered(&sealer, 7, &records(&format!("[{a},{b},{b}]")));
+        assert!(
+            one.iter().all(|r| r.dedupe == one[0].dedupe),
+            "records alike"
+        );
+        let deliveries: Vec<_> = one.iter().map(|r| r.delivery.clone().unwrap()).collect();
+        assert_ne!(deliveries[0], deliveries[1], "another upload");
+        assert_ne!(deliveries[1], deliveries[2], "a batch holding two alike");
+        let again = MaskedRecord::delivered(&sealer, 7, &records(&format!("[{b},{b}]")));
+        assert_eq!(again[0].delivery.as_ref(), Some(&deliveries[1]));
+        assert_eq!(again[1].delivery.as_ref(), Some(&deliveries[2]));
+        // Until it is appended, a delivery's event carries the record's own digest.
+        let event = one[0].event(Uuid::nil(), Source::Callback);
+        assert_eq!(event.dedupe_key, hex::decode(&one[0].dedupe).ok());
+    }
+
+    #[test]
+    fn a_records_read_counts_records_alike() {
+        let sealer = Sealer::new("k", &SecretString::from(KEY.to_owned()), None).unwrap();
+        let read = MaskedRecord::listed(
+            &sealer,
+            7,
+            &records(&format!(
+                "[{},{},{}]",
+                entry(1_000, 1_000),
+                entry(2_000, 2_000),
+                entry(1_000, 1_000)
+            )),
+        );
+        let counted: Vec<u32> = read.iter().map(|r| r.alike_before).collect();
+        assert_eq!(counted, [0, 0, 1]);
+        let keys: Vec<_> = read
+            .iter()
+            .map(|r| r.event(Uuid::nil(), Source::Records).dedupe_key.unwrap())
+            .collect();
+        assert_eq!(keys[0], hex::decode(&read[0].dedupe).unwrap());
+        assert_ne!(keys[0], keys[2]);
+        assert_eq!(keys[2], events::occurrence_key(&keys[0], 1));
+        assert!(read.iter().all(|r| r.delivery.is_none()));
     }
 }

@@ -89,7 +89,8 @@ impl WriteResult {
     }
 
     /// The answer to a request id an earlier call claimed. `same` says whether the
-    /// earlier call was this very operation; if not, nothing is sent and it fails.
+    /// earlier call was this very request; if not, nothing is sent and it fails, without
+    /// repeating anything of the earlier one.
     pub fn replay(earlier: Claim, same: bool, in_flight_for: chrono::Duration) -> Self {
         let passcode_id = earlier.passcode_id.unwrap_or(0);
         // A claim younger than the longest a TTLock write may take is most likely still
@@ -102,10 +103,11 @@ impl WriteResult {
                 errcode: 0,
                 reason: "REQUEST_ID_REUSED".to_owned(),
                 retryable: false,
-                detail: "this request id was used for another passcode operation; nothing was sent"
+                detail: "this request id was first used for another request (operation, lock, \
+                         passcode, code, name or window); nothing was sent"
                     .to_owned(),
                 latency_ms: 0,
-                replayed: true,
+                replayed: false,
             },
             (Some(outcome), true) => Self {
                 outcome: Outcome::parse(&outcome),

@@ -13,6 +13,9 @@ pub struct Faults {
     pub rate_limit_per_second: Option<u32>,
     /// Failures handed out in order to matching requests.
     pub inject: Vec<InjectedFailure>,
+    /// `lockRecord/list` rounds serverDate to whole seconds, as the reference's 2020
+    /// sample (§11.8) suggests, while callbacks carry it to the millisecond (§8.2).
+    pub list_server_date_in_seconds: bool,
 }
 
 /// One scripted failure, used `times` times.

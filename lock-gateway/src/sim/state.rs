@@ -167,6 +167,8 @@ pub struct State {
     windows: HashMap<usize, VecDeque<Instant>>,
     next_passcode_id: i64,
     next_record_id: i64,
+    /// The cloud's stamp of the last record it received.
+    last_server_date: i64,
     pub token_lifetime_secs: i64,
     pub faults: Faults,
     pub stats: SimStats,
@@ -291,6 +293,7 @@ impl State {
             windows: HashMap::new(),
             next_passcode_id: 311_183_184,
             next_record_id: 1_628_522_538,
+            last_server_date: 0,
             token_lifetime_secs,
             faults,
             stats: SimStats::default(),
@@ -612,6 +615,10 @@ impl State {
         let lock_date = (now_ms + lock.fixture.clock_offset_ms).div_euclid(1000) * 1000;
         self.next_record_id += 1;
         let remote = lock.fixture.wifi || !lock.fixture.gateway_ids.is_empty();
+        // The cloud stamps each upload to the millisecond (reference §8.2): two entries
+        // in one second of the lock's clock are two uploads with two stamps.
+        let server_date = now_ms.max(self.last_server_date + 1);
+        self.last_server_date = server_date;
         let record = SimRecord {
             record_id: self.next_record_id,
             lock_id,
@@ -621,7 +628,7 @@ impl State {
             username,
             keyboard_pwd,
             lock_date,
-            server_date: now_ms,
+            server_date,
             electric_quantity: lock.fixture.electric_quantity,
         };
         // Only gateway and WiFi locks report in real time, and so call back.
@@ -856,7 +863,11 @@ impl State {
                     .filter(|r| r.lock_id == lock_id && r.lock_date >= start && r.lock_date <= end)
                     .collect();
                 list.sort_by_key(|r| std::cmp::Reverse((r.server_date, r.record_id)));
-                let list: Vec<Value> = list.into_iter().map(record_json).collect();
+                let whole_seconds = self.faults.list_server_date_in_seconds;
+                let list: Vec<Value> = list
+                    .into_iter()
+                    .map(|r| record_json(r, whole_seconds))
+                    .collect();
                 page(list, params, 200)
             }
             "/v3/keyboardPwd/add" => match param(params, &["addType"]) {
@@ -1008,11 +1019,17 @@ fn lock_json(lock: &LockState, detail: bool) -> Value {
     value
 }
 
-fn record_json(r: &SimRecord) -> Value {
+/// A record as `lockRecord/list` gives it; `whole_seconds` rounds its serverDate.
+fn record_json(r: &SimRecord, whole_seconds: bool) -> Value {
+    let server_date = if whole_seconds {
+        (r.server_date + 500).div_euclid(1000) * 1000
+    } else {
+        r.server_date
+    };
     json!({
         "recordId": r.record_id, "lockId": r.lock_id, "recordTypeFromLock": r.record_type_from_lock,
         "recordType": r.record_type, "success": i32::from(r.success), "username": r.username,
-        "keyboardPwd": r.keyboard_pwd, "lockDate": r.lock_date, "serverDate": r.server_date,
+        "keyboardPwd": r.keyboard_pwd, "lockDate": r.lock_date, "serverDate": server_date,
         "electricQuantity": r.electric_quantity,
     })
 }
