@@ -63,6 +63,21 @@ enum Settle {
     },
 }
 
+/// lock-gateway's answer to a request id first used for a request of another shape.
+const REQUEST_ID_REUSED: &str = "REQUEST_ID_REUSED";
+
+/// A request id refused as reused was first sent with what the code held then (its
+/// window moved while the write waited): nothing was sent this time, and the write goes
+/// out again under a new id, where a duplicate of our own first write is recognised.
+fn sent_again() -> Settle {
+    Settle::Retry {
+        after: backoff(1),
+        next_generation: true,
+        reason: String::new(),
+        error: "the request id was first used for an earlier form of this write; sent again under a new one".to_owned(),
+    }
+}
+
 fn failure_reason(reason: &str) -> String {
     match reason {
         "NO_GATEWAY" => "NO_LOCK_GATEWAY".to_owned(),
@@ -323,6 +338,7 @@ impl Worker {
             .await;
         drop(plain);
         Ok(match answer {
+            PasscodeAnswer::Answered(result) if result.reason == REQUEST_ID_REUSED => sent_again(),
             PasscodeAnswer::Answered(result) => self.after_set(intent, door, result).await,
             // Nothing reached lock-gateway: the same request id is simply sent again.
             PasscodeAnswer::Lost(lost) if !lost.maybe_sent => Settle::Retry {
@@ -488,6 +504,7 @@ impl Worker {
             )
             .await;
         match answer {
+            PasscodeAnswer::Answered(result) if result.reason == REQUEST_ID_REUSED => sent_again(),
             PasscodeAnswer::Answered(result) if result.outcome() == PasscodeOutcome::Done => {
                 Settle::Done(
                     "SET",
@@ -579,6 +596,7 @@ impl Worker {
             )
             .await;
         match answer {
+            PasscodeAnswer::Answered(result) if result.reason == REQUEST_ID_REUSED => sent_again(),
             PasscodeAnswer::Answered(result) if result.outcome() == PasscodeOutcome::Done => {
                 Settle::Done("REMOVED", String::new(), String::new(), Some(passcode))
             }
