@@ -8,6 +8,9 @@
 //!   trailers outgrow what clients accept, nothing panics, both servers still serve,
 //!   the audit chains still verify, and decisions made beside the fuzzer are all
 //!   answered and all in the audit log.
+//! - Bodies that are not protobuf (truncated, invalid UTF-8 in a string, an endless
+//!   varint) are `INVALID_ARGUMENT`.
+//! - NUL in any string field is `INVALID_ARGUMENT` naming that field.
 //!
 //! `FUZZ_SEED` (default below) fixes every choice the generator makes; the ids the
 //! servers generate differ between runs. `FUZZ_REQUESTS` sets how many requests are sent.
@@ -34,11 +37,15 @@ use latchkey::pb::access::v1::directory_service_client::DirectoryServiceClient;
 use latchkey::pb::access::v1::rule_service_client::RuleServiceClient;
 use latchkey::testkit::{authorized, token};
 use prost::Message;
-use prost_reflect::MethodDescriptor;
+use prost_reflect::{
+    DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor, Value,
+};
+use tonic::Code;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use tonic_types::StatusExt;
 
 const DEFAULT_SEED: u64 = 0x1a7c_4e5d_2026_1204;
 const DEFAULT_REQUESTS: u64 = 10_000;
@@ -705,4 +712,256 @@ async fn fuzzed_requests_to_every_rpc_never_fail_internally() {
         ));
     }
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
+/// The privileged caller of each service, so that a request reaches its handler.
+fn privileged(method: &MethodDescriptor) -> String {
+    if method.full_name().starts_with("latchkey.gateway.") {
+        token("acme", "booking", &["SERVICE"])
+    } else {
+        token("acme", "admin", &["ADMIN"])
+    }
+}
+
+fn tag(field: u32, wire_type: u8) -> Vec<u8> {
+    let mut key = u64::from(field) << 3 | u64::from(wire_type);
+    let mut out = Vec::new();
+    loop {
+        let byte = (key & 0x7f) as u8;
+        key >>= 7;
+        if key == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A length-delimited field holding `content` (shorter than 128 bytes).
+fn delimited(field: u32, content: &[u8]) -> Vec<u8> {
+    let mut out = tag(field, 2);
+    out.push(u8::try_from(content.len()).unwrap());
+    out.extend_from_slice(content);
+    out
+}
+
+/// The string fields of `message` and of the messages in it, to `depth` levels, as
+/// paths of field descriptors.
+fn string_fields(message: &MessageDescriptor, depth: u32) -> Vec<Vec<FieldDescriptor>> {
+    let mut found = Vec::new();
+    for field in message.fields() {
+        match field.kind() {
+            Kind::String => found.push(vec![field]),
+            Kind::Message(inner)
+                if depth > 1 && !inner.full_name().starts_with("google.protobuf.") =>
+            {
+                for mut path in string_fields(&inner, depth - 1) {
+                    path.insert(0, field.clone());
+                    found.push(path);
+                }
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// The first string field of the request (at most one message deep), encoded with
+/// invalid UTF-8 in it.
+fn invalid_utf8(message: &MessageDescriptor) -> Option<(String, Vec<u8>)> {
+    let path = string_fields(message, 2).into_iter().next()?;
+    let invalid: &[u8] = &[0xc3, 0x28, 0xff, 0xfe];
+    let mut body = delimited(path[path.len() - 1].number(), invalid);
+    for field in path.iter().rev().skip(1) {
+        body = delimited(field.number(), &body);
+    }
+    let name = path.iter().map(|f| f.name()).collect::<Vec<_>>().join(".");
+    Some((name, body))
+}
+
+/// A valid encoding of a plausible request, cut short by one byte: whatever field comes
+/// last is left incomplete.
+fn truncated(message: &MessageDescriptor, rng: &mut Rng) -> Vec<u8> {
+    // Nothing listens there: not even a decoded request may reach TTLock's cloud.
+    let seeds = Seeds {
+        sim_base_url: "http://127.0.0.1:9".to_owned(),
+        ..Seeds::default()
+    };
+    let body = Generator {
+        rng,
+        seeds: &seeds,
+        sanity: Sanity(100),
+        big: 0,
+    }
+    .message(message, 0)
+    .encode_to_vec();
+    if body.is_empty() {
+        // Field 1, said to hold five bytes, holding one.
+        vec![0x0a, 0x05, b'a']
+    } else {
+        body[..body.len() - 1].to_vec()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_bodies_are_invalid_arguments() {
+    let pair = common::start().await;
+    let (access, gateway) = (pair.access.channel().await, pair.gateway.channel().await);
+    let mut rng = Rng::new(env_u64("FUZZ_SEED", DEFAULT_SEED));
+    let failures = Failures::default();
+    let (mut sent, mut without_strings) = (0, Vec::new());
+    for method in latchkey_methods() {
+        let channel = if method.full_name().starts_with("latchkey.gateway.") {
+            &gateway
+        } else {
+            &access
+        };
+        let token = privileged(&method);
+        let input = method.input();
+        let mut bodies = vec![
+            ("truncated", truncated(&input, &mut rng)),
+            // Field 1 as a varint that never ends.
+            (
+                "endless varint",
+                [&[0x08][..], &[0xff; 10], &[0x01]].concat(),
+            ),
+        ];
+        match invalid_utf8(&input) {
+            Some((field, body)) => bodies.push((
+                if field.contains('.') {
+                    "invalid UTF-8 in a nested string"
+                } else {
+                    "invalid UTF-8 in a string"
+                },
+                body,
+            )),
+            None => without_strings.push(method.name().to_owned()),
+        }
+        for (kind, body) in bodies {
+            sent += 1;
+            let shown = format!("{body:02x?}");
+            let answer = tokio::time::timeout(
+                CALL_LIMIT,
+                call(channel, &method, body, &token, STREAM_WAIT),
+            )
+            .await;
+            match answer {
+                Ok(Err(status)) if status.code() == Code::InvalidArgument => {}
+                Ok(Err(status)) => {
+                    failures.add(method.full_name(), kind, None, describe(&status), shown)
+                }
+                Ok(Ok(_)) => failures.add(method.full_name(), kind, None, "OK".to_owned(), shown),
+                Err(_) => failures.add(
+                    method.full_name(),
+                    kind,
+                    None,
+                    "no answer".to_owned(),
+                    shown,
+                ),
+            }
+        }
+    }
+    eprintln!("undecodable bodies: {sent} sent; no string field to spoil in {without_strings:?}");
+    assert!(
+        failures.count() == 0,
+        "{} of {sent} undecodable bodies were not INVALID_ARGUMENT:\n{}",
+        failures.count(),
+        failures.report().join("\n")
+    );
+}
+
+/// `message` with only the field at `path` set (and the messages holding it): a NUL in
+/// it, in a list's only element for a repeated field.
+fn with_nul(message: &MessageDescriptor, path: &[FieldDescriptor]) -> DynamicMessage {
+    let mut out = DynamicMessage::new(message.clone());
+    let (field, rest) = path.split_first().expect("a field");
+    let value = if rest.is_empty() {
+        let text = if field.name() == "base_url" {
+            "http://127.0.0.1:9/\0".to_owned()
+        } else {
+            "bad\0value".to_owned()
+        };
+        Value::String(text)
+    } else {
+        let Kind::Message(inner) = field.kind() else {
+            unreachable!("paths go through messages")
+        };
+        Value::Message(with_nul(&inner, rest))
+    };
+    let value = if field.is_list() {
+        Value::List(vec![value])
+    } else {
+        value
+    };
+    out.set_field(field, value);
+    // An absent base URL means TTLock's real cloud: name one that goes nowhere.
+    if let Some(base_url) = message.get_field_by_name("base_url")
+        && !out.has_field(&base_url)
+    {
+        out.set_field(&base_url, Value::String("http://127.0.0.1:9".to_owned()));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_in_any_string_field_is_an_invalid_argument_naming_it() {
+    let pair = common::start().await;
+    let (access, gateway) = (pair.access.channel().await, pair.gateway.channel().await);
+    let failures = Failures::default();
+    let mut sent = 0;
+    for method in latchkey_methods() {
+        let channel = if method.full_name().starts_with("latchkey.gateway.") {
+            &gateway
+        } else {
+            &access
+        };
+        let token = privileged(&method);
+        for path in string_fields(&method.input(), 2) {
+            sent += 1;
+            let field = path.iter().map(|f| f.name()).collect::<Vec<_>>().join(".");
+            let message = with_nul(&method.input(), &path);
+            let shown = compact(&message);
+            let answer = tokio::time::timeout(
+                CALL_LIMIT,
+                call(
+                    channel,
+                    &method,
+                    message.encode_to_vec(),
+                    &token,
+                    STREAM_WAIT,
+                ),
+            )
+            .await;
+            let kind = format!("NUL in {field}");
+            match answer {
+                Ok(Err(status)) if status.code() == Code::InvalidArgument => {
+                    let leaf = path[path.len() - 1].name();
+                    let named = status.get_error_details().bad_request().is_some_and(|bad| {
+                        bad.field_violations.iter().any(|v| v.field.contains(leaf))
+                    });
+                    if !named {
+                        failures.add(method.full_name(), &kind, None, describe(&status), shown);
+                    }
+                }
+                Ok(Err(status)) => {
+                    failures.add(method.full_name(), &kind, None, describe(&status), shown)
+                }
+                Ok(Ok(_)) => failures.add(method.full_name(), &kind, None, "OK".to_owned(), shown),
+                Err(_) => failures.add(
+                    method.full_name(),
+                    &kind,
+                    None,
+                    "no answer".to_owned(),
+                    shown,
+                ),
+            }
+        }
+    }
+    eprintln!("NUL strings: {sent} requests");
+    assert!(
+        failures.count() == 0,
+        "{} of {sent} requests with a NUL were not INVALID_ARGUMENT naming the field:\n{}",
+        failures.count(),
+        failures.report().join("\n")
+    );
 }
