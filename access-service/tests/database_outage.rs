@@ -353,10 +353,11 @@ async fn a_database_restart_under_load_is_unavailable_then_recovers() {
         }
     }
     eprintln!(
-        "database outage: {} calls, {} decisions answered, recovery (first answer after the \
-         restart, by method): {first_after_restart:?}",
+        "database outage: {} calls, {} decisions answered, {} UNAVAILABLE; recovery (from \
+         pg_ctl start to the first answer, by method): {first_after_restart:?}",
         outcomes.len(),
-        answered.len()
+        answered.len(),
+        unavailable.values().sum::<usize>()
     );
     for ((phase, method, reason), count) in &unavailable {
         eprintln!("  UNAVAILABLE {method} while {phase:?} ({reason}): {count}");
