@@ -714,6 +714,13 @@ async fn fuzzed_requests_to_every_rpc_never_fail_internally() {
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
 
+/// Stops both services and waits for them, so that the test's runtime is not torn down
+/// under them while another test of this binary still counts panics.
+async fn stop(pair: common::Pair) {
+    let (access, gateway) = (pair.access.stop().await, pair.gateway.stop().await);
+    assert!(access.is_ok() && gateway.is_ok(), "{access:?} {gateway:?}");
+}
+
 /// The privileged caller of each service, so that a request reaches its handler.
 fn privileged(method: &MethodDescriptor) -> String {
     if method.full_name().starts_with("latchkey.gateway.") {
@@ -862,6 +869,7 @@ async fn undecodable_bodies_are_invalid_arguments() {
         }
     }
     eprintln!("undecodable bodies: {sent} sent; no string field to spoil in {without_strings:?}");
+    stop(pair).await;
     assert!(
         failures.count() == 0,
         "{} of {sent} undecodable bodies were not INVALID_ARGUMENT:\n{}",
@@ -958,6 +966,7 @@ async fn nul_in_any_string_field_is_an_invalid_argument_naming_it() {
         }
     }
     eprintln!("NUL strings: {sent} requests");
+    stop(pair).await;
     assert!(
         failures.count() == 0,
         "{} of {sent} requests with a NUL were not INVALID_ARGUMENT naming the field:\n{}",
