@@ -1,5 +1,6 @@
 //! Test support: a fresh database per test made from a migrated template, a TCP proxy
-//! that can cut a service off from PostgreSQL, and bearer tokens.
+//! that can cut a service off from PostgreSQL, a private PostgreSQL cluster a test can
+//! stop and start, and bearer tokens.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -317,6 +318,184 @@ impl Drop for TcpProxy {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A PostgreSQL server of a test's own: a cluster made with the installed `initdb` in a
+/// temporary directory, listening on a free port of 127.0.0.1, that the test may stop
+/// and start again to take the database away from a running service the way an
+/// operator's restart does. Never the shared test server. PostgreSQL refuses to run as
+/// root, so a test running as root runs the tools as the `postgres` OS user (as
+/// `deploy/local.sh` does). Stopped and removed when dropped.
+#[derive(Debug)]
+pub struct PostgresCluster {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+}
+
+impl PostgresCluster {
+    /// Makes the cluster (trust authentication, user `postgres`, messages in English)
+    /// and starts it.
+    pub async fn start() -> Self {
+        let bin = postgres_bin();
+        let data = std::env::temp_dir().join(format!("lk_pg_{}", uuid::Uuid::new_v4().simple()));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let cluster = Self { bin, data, port };
+        let data = cluster.data.display().to_string();
+        cluster
+            .run(vec![
+                "initdb".into(),
+                "--pgdata".into(),
+                data,
+                "--username=postgres".into(),
+                "--auth=trust".into(),
+                "--encoding=UTF8".into(),
+                "--no-locale".into(),
+                "--no-sync".into(),
+            ])
+            .await;
+        cluster.start_again().await;
+        cluster
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL of `database` on this cluster, as `postgres`.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// A plain client of `database`.
+    pub async fn client(&self, database: &str) -> tokio_postgres::Client {
+        admin_client(&self.url(database)).await
+    }
+
+    /// `pg_ctl stop -m <mode>` (`smart`, `fast` or `immediate`), returning once the
+    /// server has stopped.
+    pub async fn stop(&self, mode: &str) {
+        let data = self.data.display().to_string();
+        self.run(vec![
+            "pg_ctl".into(),
+            "stop".into(),
+            "--pgdata".into(),
+            data,
+            "--mode".into(),
+            mode.into(),
+            "--wait".into(),
+            "--timeout=60".into(),
+        ])
+        .await;
+    }
+
+    /// Starts the (stopped) cluster on its port, returning once it accepts connections.
+    pub async fn start_again(&self) {
+        let data = self.data.display().to_string();
+        self.run(vec![
+            "pg_ctl".into(),
+            "start".into(),
+            "--pgdata".into(),
+            data.clone(),
+            "--log".into(),
+            format!("{data}/server.log"),
+            "--wait".into(),
+            "--timeout=60".into(),
+            "-o".into(),
+            format!(
+                "-p {} -c listen_addresses=127.0.0.1 -k {data} -c max_connections=200",
+                self.port
+            ),
+        ])
+        .await;
+    }
+
+    /// Runs one of PostgreSQL's tools, panicking with its output when it fails.
+    async fn run(&self, args: Vec<String>) {
+        let command = self.command(&args);
+        let described = args.join(" ");
+        let output = tokio::task::spawn_blocking(move || {
+            let mut command = command;
+            command.output()
+        })
+        .await
+        .expect("PostgreSQL tool task")
+        .unwrap_or_else(|e| panic!("running {described}: {e}"));
+        assert!(
+            output.status.success(),
+            "{described} failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn command(&self, args: &[String]) -> std::process::Command {
+        let (tool, args) = args.split_first().expect("a tool");
+        let program = self.bin.join(tool);
+        let mut command = if running_as_root() {
+            let mut command = std::process::Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            std::process::Command::new(program)
+        };
+        command.args(args).current_dir(std::env::temp_dir());
+        command
+    }
+}
+
+impl Drop for PostgresCluster {
+    fn drop(&mut self) {
+        let data = self.data.display().to_string();
+        let args: Vec<String> = [
+            "pg_ctl",
+            "stop",
+            "--pgdata",
+            &data,
+            "--mode",
+            "immediate",
+            "--wait",
+        ]
+        .map(str::to_owned)
+        .into();
+        let _ = self.command(&args).output();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+/// The newest installed PostgreSQL's programs (Debian's layout).
+fn postgres_bin() -> PathBuf {
+    let mut found: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry
+                .file_name()
+                .to_string_lossy()
+                .split('.')
+                .map(str::parse)
+                .collect::<Result<Vec<u32>, _>>()
+                .ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .map(|(_, bin)| bin)
+        .expect("PostgreSQL's initdb and pg_ctl under /usr/lib/postgresql/<version>/bin")
+}
+
+/// Whether this process runs as root (the owner of `/proc/self` is the effective user).
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
 }
 
 /// Where the test PostgreSQL listens, from [`admin_url`].

@@ -2,6 +2,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod fuzz;
 pub mod world;
 
 use latchkey::testkit::{RunningServer, TEST_JWT_SECRET, TestDb};
