@@ -118,14 +118,31 @@ impl ApiError {
         let mut details = ErrorDetails::new();
         let (code, message) = match self {
             Self::InvalidArgument(violations) => {
-                let message = format!("invalid {}", violations.fields().join(", "));
-                for (field, description) in violations.0 {
-                    details.add_bad_request_violation(field, description);
+                let mut fields: Vec<&str> = Vec::new();
+                for field in violations.fields() {
+                    if !fields.contains(&field) {
+                        fields.push(field);
+                    }
+                }
+                let message = format!("invalid {}", fields.join(", "));
+                let total = violations.0.len();
+                for (field, description) in violations.0.into_iter().take(MAX_VIOLATIONS) {
+                    details.add_bad_request_violation(
+                        capped(field, MAX_FIELD_BYTES),
+                        capped(description, MAX_DESCRIPTION_BYTES),
+                    );
+                }
+                if total > MAX_VIOLATIONS {
+                    details.add_bad_request_violation(
+                        "",
+                        format!("and {} more violations", total - MAX_VIOLATIONS),
+                    );
                 }
                 info(&mut details, "INVALID_ARGUMENT", HashMap::new());
                 (Code::InvalidArgument, message)
             }
             Self::NotFound { resource, id } => {
+                let id = capped(id, MAX_FIELD_BYTES);
                 let meta = HashMap::from([
                     ("resource".to_owned(), resource.to_owned()),
                     ("id".to_owned(), id.clone()),
@@ -159,8 +176,30 @@ impl ApiError {
                 (Code::Internal, "internal error".to_owned())
             }
         };
-        Status::with_error_details(code, message, details)
+        Status::with_error_details(code, capped(message, MAX_MESSAGE_BYTES), details)
     }
+}
+
+/// Violations listed in one answer; the rest are counted. With the caps below, any
+/// error's trailers (message and base64 details) stay well under 8 KiB, inside every
+/// gRPC client's default 16 KiB metadata limit.
+pub const MAX_VIOLATIONS: usize = 10;
+const MAX_FIELD_BYTES: usize = 128;
+const MAX_DESCRIPTION_BYTES: usize = 256;
+const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// `text` cut to at most `max` bytes on a character boundary, marked when cut.
+fn capped(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push('…');
+    text
 }
 
 /// Database errors by meaning. Constraint names are mapped to fields by the caller where
@@ -313,6 +352,31 @@ mod tests {
             .map(|f| f.field.clone())
             .collect();
         assert_eq!(fields, ["property.name", "property.time_zone"]);
+    }
+
+    #[test]
+    fn any_error_fits_in_8_kib_of_trailers() {
+        let mut v = FieldViolations::default();
+        for i in 0..5000 {
+            v.add(
+                format!("rule.user_ids[{i}]{}", "x".repeat(300)),
+                "é".repeat(2000),
+            );
+        }
+        let status = v.check().unwrap_err().into_status("access.latchkey");
+        let details = status.details().len() * 4 / 3 + 4;
+        assert!(status.message().len() + details < 8 * 1024, "{details}");
+        let listed = status
+            .get_error_details()
+            .bad_request()
+            .unwrap()
+            .field_violations
+            .len();
+        assert_eq!(listed, MAX_VIOLATIONS + 1);
+
+        let huge = ApiError::not_found("door", "d".repeat(1 << 20)).into_status("x");
+        assert!(huge.message().len() + huge.details().len() * 4 / 3 < 8 * 1024);
+        assert_eq!(capped("aé".to_owned(), 2), "…".to_owned());
     }
 
     #[test]

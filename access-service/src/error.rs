@@ -40,13 +40,29 @@ impl From<Error> for Status {
         match error {
             Error::Api(api) => api.into_status(DOMAIN),
             Error::Gateway(status) => {
+                use tonic::Code;
                 let api = match status.code() {
-                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
-                        ApiError::unavailable(
-                            "LOCK_GATEWAY_UNAVAILABLE",
-                            "lock-gateway is unavailable",
-                        )
-                    }
+                    Code::Unavailable
+                    | Code::DeadlineExceeded
+                    | Code::Cancelled
+                    | Code::Unknown => ApiError::unavailable(
+                        "LOCK_GATEWAY_UNAVAILABLE",
+                        "lock-gateway is unavailable",
+                    ),
+                    Code::ResourceExhausted => ApiError::unavailable(
+                        "LOCK_GATEWAY_BUSY",
+                        "lock-gateway is busy; try again later",
+                    ),
+                    // lock-gateway refused what it was asked about this tenant's lock or
+                    // account (unknown lock, removed account): the caller's to fix.
+                    Code::NotFound
+                    | Code::FailedPrecondition
+                    | Code::InvalidArgument
+                    | Code::AlreadyExists
+                    | Code::OutOfRange => ApiError::failed_precondition(
+                        "LOCK_GATEWAY_REFUSED",
+                        format!("lock-gateway refused: {}", status.message()),
+                    ),
                     code => ApiError::internal(format!(
                         "lock-gateway answered {code:?}: {}",
                         status.message()

@@ -213,7 +213,13 @@ pub async fn run(
         reconciliation.abort();
         let _ = reconciliation.await;
     }
-    audit_workers.join_all().await;
+    // A runtime torn down meanwhile cancels the wait; that is no reason to panic.
+    let mut audit_workers = audit_workers;
+    while let Some(ended) = audit_workers.join_next().await {
+        if let Err(error) = ended {
+            tracing::warn!(%error, "the audit writer's watch ended early");
+        }
+    }
     tracing::info!("access-service stopped");
     Ok(())
 }
