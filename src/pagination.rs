@@ -56,12 +56,20 @@ pub fn finish_page<T>(mut rows: Vec<T>, size: i64, id_of: impl Fn(&T) -> Uuid) -
     }
 }
 
+/// Longest request id accepted.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Whether a request id has an acceptable shape (printable ASCII, not too long).
+pub fn is_request_id(value: &str) -> bool {
+    value.len() <= MAX_REQUEST_ID_LEN && value.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// Checks the shape of a client-supplied request id; empty means "not idempotent".
 pub fn request_id(value: &str, violations: &mut FieldViolations) -> Option<String> {
     if value.is_empty() {
         return None;
     }
-    if value.len() > 128 || !value.bytes().all(|b| b.is_ascii_graphic()) {
+    if !is_request_id(value) {
         violations.add(
             "request_id",
             "must be at most 128 printable ASCII characters",

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use access_service::device_events::apply::passcode_name;
+use access_service::passcode_names::passcode_name;
 use latchkey::pb::access::v1 as pb;
 use latchkey::pb::access::v1::access_service_client::AccessServiceClient;
 use latchkey::pb::access::v1::audit_service_client::AuditServiceClient;

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
-use latchkey::auth::{Caller, roles};
+use latchkey::auth::Caller;
 use latchkey::error::{ApiError, FieldViolations};
 use latchkey::pagination;
 use secrecy::{ExposeSecret, SecretString};
@@ -16,6 +16,7 @@ use crate::audit::{AuditAction, AuditEntry};
 use crate::code_keys::CodeKeys;
 use crate::decision::{CodeInput, CodeView, EvalInput, Outcome, Step, evaluate, evaluate_code};
 use crate::error::Result;
+use crate::policy::may_name_others;
 use crate::snapshot::{DoorEntry, TenantSnapshot};
 use crate::state::AppState;
 
@@ -40,15 +41,6 @@ pub struct Decided {
     pub user_id: Option<Uuid>,
     /// The code presented with PIN or PASSCODE that matched, granted or not.
     pub access_code_id: Option<Uuid>,
-}
-
-/// Whether `caller` may ask about users other than themselves.
-fn speaks_for_others(caller: &Caller) -> bool {
-    caller.has_any_role(&[roles::SERVICE, roles::ADMIN])
-}
-
-fn may_explain_others(caller: &Caller) -> bool {
-    caller.has_any_role(&[roles::SERVICE, roles::ADMIN, roles::MANAGER])
 }
 
 /// Checks the shape of an attempt; the door must be a UUID, the method known.
@@ -121,7 +113,7 @@ fn subject(
     if !others_allowed && (resolved.is_none() || resolved != own) && named != caller.user_id {
         return Err(ApiError::PermissionDenied {
             reason: "OTHER_USER",
-            message: "only SERVICE and ADMIN callers may ask about other users".to_owned(),
+            message: "the caller's roles may not name another user in this call".to_owned(),
         }
         .into());
     }
@@ -261,7 +253,7 @@ pub async fn check(
         &snapshot,
         caller,
         &attempt.user_id,
-        speaks_for_others(caller),
+        may_name_others(caller, if unlock { "UnlockDoor" } else { "CheckAccess" }),
     )?;
     let decided = decide(
         &snapshot,
@@ -290,7 +282,7 @@ pub async fn explain(
         &snapshot,
         caller,
         &attempt.user_id,
-        may_explain_others(caller),
+        may_name_others(caller, "ExplainAccess"),
     )?;
     Ok(decide(
         &snapshot,
@@ -324,7 +316,12 @@ pub async fn accessible_doors(
     }
     violations.check()?;
     let snapshot = state.snapshots.get(&caller.tenant_id).await?;
-    let (_, user) = subject(&snapshot, caller, user_id, may_explain_others(caller))?;
+    let (_, user) = subject(
+        &snapshot,
+        caller,
+        user_id,
+        may_name_others(caller, "ListAccessibleDoors"),
+    )?;
     let now = Utc::now();
     let start = after.map_or(0, |after| {
         snapshot.door_order.partition_point(|id| *id <= after)

@@ -23,6 +23,8 @@ pub enum CodeKeyError {
 #[derive(Clone)]
 pub struct CodeKeys {
     hmac_key: [u8; 32],
+    /// Keys request fingerprints, apart from the codes' own hashes.
+    request_key: [u8; 32],
     sealer: Aes256Gcm,
 }
 
@@ -49,6 +51,7 @@ impl CodeKeys {
         let seal_key = derive(b"latchkey/access/code-seal/v1", &raw);
         Ok(Self {
             hmac_key: derive(b"latchkey/access/code-hmac/v1", &raw),
+            request_key: derive(b"latchkey/access/request-fingerprint/v1", &raw),
             sealer: Aes256Gcm::new_from_slice(&seal_key).map_err(|_| CodeKeyError::Format)?,
         })
     }
@@ -60,6 +63,17 @@ impl CodeKeys {
         mac.update(&(tenant_id.len() as u64).to_be_bytes());
         mac.update(tenant_id.as_bytes());
         mac.update(code.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    /// A keyed digest of a request (its operation and encoded message): requests may
+    /// carry a chosen code, which a plain hash would let anyone guess back.
+    pub fn request_fingerprint(&self, operation: &str, message: &[u8]) -> Vec<u8> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.request_key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(&(operation.len() as u64).to_be_bytes());
+        mac.update(operation.as_bytes());
+        mac.update(message);
         mac.finalize().into_bytes().to_vec()
     }
 

@@ -200,25 +200,6 @@ impl Config {
         }
     }
 
-    pub fn audit_writer(&self) -> crate::audit::writer::WriterConfig {
-        crate::audit::writer::WriterConfig {
-            workers: self.audit_writers.max(1),
-            max_batch: self.audit_max_batch.clamp(1, 10_000),
-            burst: crate::audit::store::BurstRule {
-                window: chrono::Duration::minutes(self.suspicious_window_minutes.max(1)),
-                threshold: self.suspicious_threshold.max(1),
-            },
-        }
-    }
-
-    pub fn device_events(&self) -> crate::device_events::Settings {
-        crate::device_events::Settings {
-            scan_interval: Duration::from_millis(self.device_events_scan_ms.max(10)),
-            lease: crate::device_events::LEASE,
-            burst: self.audit_writer().burst,
-        }
-    }
-
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
     }

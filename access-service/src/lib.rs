@@ -4,7 +4,9 @@
 //! until `shutdown` resolves, then drains in-flight calls.
 
 pub mod access;
+pub mod actuations;
 pub mod audit;
+pub mod audit_ops;
 pub mod code_keys;
 pub mod codes;
 pub mod config;
@@ -17,7 +19,10 @@ pub mod error;
 pub mod gateway;
 pub mod grpc;
 pub mod memberships;
+pub mod passcode_names;
+pub mod policy;
 pub mod provisioning;
+pub mod request_ids;
 pub mod rules;
 pub mod snapshot;
 pub mod state;
@@ -83,9 +88,12 @@ pub async fn run(
         ..config.db.clone()
     };
     let writer_pool = latchkey::db::build_pool(&writer_db, db::SCHEMA, APPLICATION, role)?;
-    let (audit, audit_workers) = AuditWriter::spawn(writer_pool, config.audit_writer());
+    let (audit, audit_workers) = AuditWriter::spawn(
+        writer_pool,
+        audit::writer::WriterConfig::from_config(&config),
+    );
     let retention = (config.audit_retention_days > 0).then(|| {
-        tokio::spawn(audit::ops::retention_job(
+        tokio::spawn(audit_ops::retention_job(
             pool.clone(),
             audit.clone(),
             chrono::Duration::days(i64::from(config.audit_retention_days)),
@@ -107,7 +115,7 @@ pub async fn run(
         code_keys: code_keys::CodeKeys::new(&config.access_code_key)?,
         provisioning_wake: std::sync::Arc::new(tokio::sync::Notify::new()),
         lead_hours: config.provisioning_lead_hours,
-        actuations: unlock::inflight::Actuations::default(),
+        actuations: actuations::Actuations::default(),
     };
     // What shutdown needs once the router is gone.
     let after_grace = state.clone();
@@ -133,7 +141,7 @@ pub async fn run(
             pool.clone(),
             state.gateway.clone(),
             state.clock.clone(),
-            config.device_events(),
+            device_events::Settings::from_config(&config),
         )
     });
 
@@ -196,7 +204,10 @@ pub async fn run(
     .await?;
     // Calls still running past the grace are abandoned: an unlock among them may have
     // opened its door, so it is recorded as unconfirmed before the process exits.
-    let abandoned = after_grace.actuations.abandon_all(&after_grace).await;
+    let abandoned = after_grace
+        .actuations
+        .abandon_all(&after_grace.audit, &after_grace.pool)
+        .await;
     if abandoned > 0 {
         tracing::warn!(
             abandoned,

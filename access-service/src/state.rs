@@ -25,7 +25,7 @@ pub struct AppState {
     /// Hours before a window opens that its code is written to the lock.
     pub lead_hours: u32,
     /// Unlocks waiting for lock-gateway, recorded as unconfirmed if shutdown abandons them.
-    pub actuations: crate::unlock::inflight::Actuations,
+    pub actuations: crate::actuations::Actuations,
 }
 
 impl AppState {

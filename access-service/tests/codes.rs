@@ -1643,7 +1643,8 @@ async fn emergency_unlock_is_for_admins_with_a_reason_and_recorded_first() {
         pb::UnlockOutcome::try_from(answer.outcome).unwrap(),
         pb::UnlockOutcome::NoLock
     );
-    assert!(answer.audit_sequence < answer.outcome_audit_sequence);
+    // Nothing was actuated, so there is no outcome row.
+    assert_eq!(answer.outcome_audit_sequence, 0);
     let rows = w
         .sql(
             "SELECT action, reason_code, reason, metadata, request_id, door_id, actor FROM access.audit_log \
@@ -1660,41 +1661,34 @@ async fn emergency_unlock_is_for_admins_with_a_reason_and_recorded_first() {
     assert_eq!(row.get::<_, String>(4), "e-2");
     assert_eq!(row.get::<_, String>(5), closed);
     assert_eq!(row.get::<_, String>(6), "admin");
-    let outcome: String = w
+    let after: i64 = w
         .sql(
-            "SELECT action FROM access.audit_log WHERE tenant_id = $1 AND sequence = $2",
-            &[&w.tenant, &answer.outcome_audit_sequence],
+            "SELECT count(*) FROM access.audit_log WHERE tenant_id = $1 AND sequence > $2",
+            &[&w.tenant, &answer.audit_sequence],
         )
         .await[0]
         .get(0);
-    assert_eq!(outcome, "UNLOCK_FAILED");
+    assert_eq!(after, 0);
 
-    // A door with a lock: the request is on record even though lock-gateway is down.
-    let answer = w
+    // A door with a lock, lock-gateway unreachable: the request is on record, and the
+    // caller is told nothing was sent.
+    let refused = w
         .access
         .emergency_unlock(authorized(
             emergency(&locked, "trapped guest", "e-3"),
             &w.admin,
         ))
         .await
-        .unwrap()
-        .into_inner();
-    let outcome = pb::UnlockOutcome::try_from(answer.outcome).unwrap();
-    assert!(
-        matches!(
-            outcome,
-            pb::UnlockOutcome::Unconfirmed | pb::UnlockOutcome::Failed
-        ),
-        "{outcome:?}"
-    );
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable);
     let recorded = w
         .sql(
-            "SELECT count(*) FROM access.audit_log WHERE tenant_id = $1 AND action = 'EMERGENCY_UNLOCK' \
-             AND request_id = 'e-3' AND sequence < $2",
-            &[&w.tenant, &answer.outcome_audit_sequence],
+            "SELECT action FROM access.audit_log WHERE tenant_id = $1 AND request_id = 'e-3'",
+            &[&w.tenant],
         )
         .await;
-    assert_eq!(recorded[0].get::<_, i64>(0), 1);
+    let recorded: Vec<String> = recorded.iter().map(|r| r.get(0)).collect();
+    assert_eq!(recorded, ["EMERGENCY_UNLOCK"]);
 }
 
 #[tokio::test]
@@ -1792,4 +1786,85 @@ async fn no_plaintext_code_is_stored_anywhere() {
             assert!(!bytes.windows(code.len()).any(|w| w == code.as_bytes()));
         }
     }
+}
+
+#[tokio::test]
+async fn a_request_id_reused_for_another_request_is_refused_and_a_failed_one_given_back() {
+    let mut w = World::new("tenant-a").await;
+    let door = w.door("Flat 1", None).await;
+    let first_request = w.permanent(&[&door], "58317");
+    let first = w.issue(first_request.clone()).await.unwrap();
+    assert_eq!(first.code, "58317");
+    let again = w.issue(first_request.clone()).await.unwrap();
+    assert!(again.replayed);
+    assert!(again.code.is_empty());
+    assert_eq!(again.access_code.unwrap().id, first.access_code.unwrap().id);
+
+    // The same id with another code is not "done": nothing is issued.
+    let reused = w
+        .issue(pb::IssueAccessCodeRequest {
+            code: "58391".into(),
+            ..first_request.clone()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), Code::FailedPrecondition);
+    assert_eq!(common::reason(&reused), "REQUEST_ID_REUSED");
+    let stored: i64 = w
+        .sql(
+            "SELECT count(*) FROM access.access_codes WHERE tenant_id = $1",
+            &[&w.tenant],
+        )
+        .await[0]
+        .get(0);
+    assert_eq!(stored, 1);
+    // Nothing that could give the code away is kept for the comparison.
+    let kept = w
+        .sql("SELECT fingerprint FROM access.request_fingerprints", &[])
+        .await;
+    assert!(kept.iter().all(|row| {
+        let print: Vec<u8> = row.get(0);
+        print.len() == 32 && !print.windows(5).any(|w| w == b"58317")
+    }));
+
+    // A request refused as invalid gives its id back: the corrected one is carried out.
+    let invalid = pb::IssueAccessCodeRequest {
+        request_id: "retry-1".into(),
+        ..w.permanent(&[&door], "1111")
+    };
+    let refused = w.issue(invalid.clone()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    let corrected = w
+        .issue(pb::IssueAccessCodeRequest {
+            code: "60428".into(),
+            ..invalid
+        })
+        .await
+        .unwrap();
+    assert_eq!(corrected.code, "60428");
+
+    // Creates in the directory compare the whole request too.
+    let create = |name: &str| pb::CreateDoorRequest {
+        door: Some(common::door_spec(&w.property.id, name)),
+        request_id: "door-1".into(),
+    };
+    let door_one = w
+        .directory
+        .create_door(authorized(create("Pool gate"), &w.admin))
+        .await
+        .unwrap()
+        .into_inner();
+    let repeated = w
+        .directory
+        .create_door(authorized(create("Pool gate"), &w.admin))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(repeated.id, door_one.id);
+    let other = w
+        .directory
+        .create_door(authorized(create("Garage"), &w.admin))
+        .await
+        .unwrap_err();
+    assert_eq!(common::reason(&other), "REQUEST_ID_REUSED");
 }

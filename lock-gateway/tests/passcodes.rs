@@ -335,7 +335,7 @@ async fn invalid_input_is_refused_naming_each_field_before_ttlock_is_asked() {
             account_id: "not-a-uuid".into(),
             lock_id: 0,
             code: "12a4".into(),
-            name: "a\0b".into(),
+            name: "n".repeat(101),
             start_time: Some(timestamp(now())),
             end_time: None,
             request_id: String::new(),
@@ -354,6 +354,11 @@ async fn invalid_input_is_refused_naming_each_field_before_ttlock_is_asked() {
         ]
     );
     assert!(!format!("{status:?}").contains("12a4"));
+    // A NUL is refused before the service sees the request, naming only that field.
+    let mut nul = h.new_passcode(FRONT_DOOR, "482913", None, "r0");
+    nul.name = "a\0b".into();
+    let status = client.create_passcode(h.req(nul)).await.unwrap_err();
+    assert_eq!(fields(&status), ["name"]);
 
     let mut inverted = h.new_passcode(FRONT_DOOR, "1234567890", None, "r1");
     inverted.start_time = Some(timestamp(now() + hour));

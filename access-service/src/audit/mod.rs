@@ -7,7 +7,6 @@
 //! - [`writer`]: group commit of concurrent decisions' rows.
 
 pub mod chain;
-pub mod ops;
 pub mod read;
 pub mod store;
 pub mod writer;

@@ -21,6 +21,16 @@ pub struct BurstRule {
     pub threshold: i64,
 }
 
+impl BurstRule {
+    /// The rule as the service's settings ask for it.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            window: Duration::minutes(config.suspicious_window_minutes.max(1)),
+            threshold: config.suspicious_threshold.max(1),
+        }
+    }
+}
+
 impl Default for BurstRule {
     fn default() -> Self {
         Self {

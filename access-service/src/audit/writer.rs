@@ -40,6 +40,17 @@ pub struct WriterConfig {
     pub burst: BurstRule,
 }
 
+impl WriterConfig {
+    /// The writer as the service's settings ask for it.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            workers: config.audit_writers.max(1),
+            max_batch: config.audit_max_batch.clamp(1, 10_000),
+            burst: BurstRule::from_config(config),
+        }
+    }
+}
+
 impl Default for WriterConfig {
     fn default() -> Self {
         Self {

@@ -7,6 +7,7 @@ pub mod doors;
 pub mod memberships;
 pub mod outbox;
 pub mod properties;
+pub mod request_fingerprints;
 pub mod rules;
 pub mod schema;
 pub mod tenants;

@@ -268,3 +268,13 @@ diesel::table! {
         create_time -> Timestamptz,
     }
 }
+
+diesel::table! {
+    request_fingerprints (tenant_id, operation, request_id) {
+        tenant_id -> Text,
+        operation -> Text,
+        request_id -> Text,
+        fingerprint -> Bytea,
+        create_time -> Timestamptz,
+    }
+}

@@ -14,12 +14,11 @@ use crate::audit::store::{self, BurstRule};
 use crate::audit::{AuditAction, AuditEntry};
 use crate::db::device_events::{self as db, CodeUse};
 use crate::db::doors::Door;
+use crate::passcode_names::code_id_of;
 use crate::provisioning::intents;
 
 /// The actor of every row the follower appends.
 pub const ACTOR: &str = "device-events";
-/// The name a latchkey code's passcode carries on the lock: this prefix and the code id.
-pub const PASSCODE_NAME_PREFIX: &str = "lk-";
 
 /// What became of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,18 +29,6 @@ pub enum Applied {
     NoDoor,
     /// Recorded for a door; `exhausted` when it used up its code.
     Recorded { exhausted: bool },
-}
-
-/// The code id a passcode name on the lock stands for.
-pub fn code_id_of(passcode_name: &str) -> Option<Uuid> {
-    passcode_name
-        .strip_prefix(PASSCODE_NAME_PREFIX)
-        .and_then(|id| Uuid::parse_str(id).ok())
-}
-
-/// The passcode name a code's passcode is written with.
-pub fn passcode_name(code_id: Uuid) -> String {
-    format!("{PASSCODE_NAME_PREFIX}{code_id}")
 }
 
 /// The kind's name without its enum prefix, e.g. `LOW_BATTERY`.
@@ -345,15 +332,6 @@ pub async fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passcode_names_carry_the_code_id() {
-        let id = Uuid::now_v7();
-        assert_eq!(code_id_of(&passcode_name(id)), Some(id));
-        assert_eq!(code_id_of("Guest Ana"), None);
-        assert_eq!(code_id_of("lk-not-a-uuid"), None);
-        assert_eq!(code_id_of(&id.to_string()), None);
-    }
 
     #[test]
     fn unlocks_keep_to_the_known_methods() {

@@ -49,6 +49,17 @@ pub struct Settings {
     pub burst: BurstRule,
 }
 
+impl Settings {
+    /// The follower as the service's settings ask for it.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            scan_interval: Duration::from_millis(config.device_events_scan_ms.max(10)),
+            lease: LEASE,
+            burst: BurstRule::from_config(config),
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Context {
     pool: DbPool,

@@ -11,10 +11,11 @@ use secrecy::SecretString;
 
 use super::convert;
 use crate::access::{self, Attempt, Decided};
+use crate::actuations::UnlockResult;
 use crate::decision::AccessKind;
 use crate::error::Error;
 use crate::state::AppState;
-use crate::unlock::{self, Answered, EmergencyRequest, UnlockAnswer, UnlockResult};
+use crate::unlock::{self, Answered, EmergencyRequest, UnlockAnswer};
 
 #[derive(Debug, Clone)]
 pub struct AccessApi {

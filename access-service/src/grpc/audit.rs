@@ -12,8 +12,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use crate::audit::ops::{self, RawFilter};
 use crate::audit::read::Stats;
+use crate::audit_ops::{self as ops, RawFilter};
 use crate::error::Error;
 use crate::state::AppState;
 

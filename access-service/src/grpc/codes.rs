@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 
 use crate::codes::{self, Issued, StoredCode};
 use crate::db::outbox::CodeDoor;
+use crate::request_ids;
 use crate::state::AppState;
 use crate::time_slot::StoredSlot;
 
@@ -102,7 +103,18 @@ impl AccessCodeService for AccessCodeApi {
         request: Request<pb::IssueAccessCodeRequest>,
     ) -> Reply<pb::IssueAccessCodeResponse> {
         let caller = Caller::of(&request)?;
-        let issued = codes::issue_access_code(&self.state, &caller, request.into_inner()).await?;
+        let (mut request, request_id, body) = super::identified(request, |r| &mut r.request_id);
+        request.request_id = request_id.clone();
+        let issue = codes::issue_access_code(&self.state, &caller, request);
+        let issued = request_ids::once(
+            &self.state,
+            &caller,
+            "IssueAccessCode",
+            &request_id,
+            &body,
+            issue,
+        )
+        .await?;
         Ok(Response::new(pb::IssueAccessCodeResponse {
             code: plaintext(&issued),
             replayed: issued.replayed,

@@ -10,6 +10,7 @@ use super::convert;
 use crate::db::properties::PropertyChanges;
 use crate::directory::{self, NewProperty, SettingsUpdate, mask_fields};
 use crate::error::Error;
+use crate::request_ids;
 use crate::snapshot::Change;
 use crate::state::AppState;
 use crate::{doors, memberships, users};
@@ -72,7 +73,7 @@ impl DirectoryService for DirectoryApi {
         request: Request<pb::CreatePropertyRequest>,
     ) -> Reply<pb::Property> {
         let caller = Caller::of(&request)?;
-        let request = request.into_inner();
+        let (request, request_id, body) = super::identified(request, |r| &mut r.request_id);
         let Some(property) = request.property else {
             return Err(Error::from(FieldViolations::single("property", "is required")).into());
         };
@@ -80,10 +81,19 @@ impl DirectoryService for DirectoryApi {
             name: property.name,
             time_zone: property.time_zone,
             address: property.address,
-            request_id: request.request_id,
+            request_id: request_id.clone(),
             code_settings: property.code_settings,
         };
-        let created = directory::create_property(&self.state, &caller, new).await?;
+        let create = directory::create_property(&self.state, &caller, new);
+        let created = request_ids::once(
+            &self.state,
+            &caller,
+            "CreateProperty",
+            &request_id,
+            &body,
+            create,
+        )
+        .await?;
         self.state.changed(&caller.tenant_id, [Change::Doors]).await;
         Ok(Response::new(convert::property(created)))
     }
@@ -169,9 +179,17 @@ impl DirectoryService for DirectoryApi {
 
     async fn create_door(&self, request: Request<pb::CreateDoorRequest>) -> Reply<pb::Door> {
         let caller = Caller::of(&request)?;
-        let request = request.into_inner();
-        let door =
-            doors::create_door(&self.state, &caller, request.door, &request.request_id).await?;
+        let (request, request_id, body) = super::identified(request, |r| &mut r.request_id);
+        let create = doors::create_door(&self.state, &caller, request.door, &request_id);
+        let door = request_ids::once(
+            &self.state,
+            &caller,
+            "CreateDoor",
+            &request_id,
+            &body,
+            create,
+        )
+        .await?;
         self.state.changed(&caller.tenant_id, [Change::Doors]).await;
         Ok(Response::new(convert::door(door)))
     }
@@ -227,9 +245,17 @@ impl DirectoryService for DirectoryApi {
 
     async fn create_user(&self, request: Request<pb::CreateUserRequest>) -> Reply<pb::User> {
         let caller = Caller::of(&request)?;
-        let request = request.into_inner();
-        let user =
-            users::create_user(&self.state, &caller, request.user, &request.request_id).await?;
+        let (request, request_id, body) = super::identified(request, |r| &mut r.request_id);
+        let create = users::create_user(&self.state, &caller, request.user, &request_id);
+        let user = request_ids::once(
+            &self.state,
+            &caller,
+            "CreateUser",
+            &request_id,
+            &body,
+            create,
+        )
+        .await?;
         self.state.changed(&caller.tenant_id, [Change::Users]).await;
         Ok(Response::new(convert::user(user)))
     }
@@ -291,12 +317,16 @@ impl DirectoryService for DirectoryApi {
         request: Request<pb::CreateMembershipRequest>,
     ) -> Reply<pb::Membership> {
         let caller = Caller::of(&request)?;
-        let request = request.into_inner();
-        let membership = memberships::create_membership(
+        let (request, request_id, body) = super::identified(request, |r| &mut r.request_id);
+        let create =
+            memberships::create_membership(&self.state, &caller, request.membership, &request_id);
+        let membership = request_ids::once(
             &self.state,
             &caller,
-            request.membership,
-            &request.request_id,
+            "CreateMembership",
+            &request_id,
+            &body,
+            create,
         )
         .await?;
         self.state

@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::db::rules::RuleView;
+use crate::request_ids;
 use crate::rules::{self, UsersChange};
 use crate::snapshot::Change;
 use crate::state::AppState;
@@ -36,9 +37,17 @@ fn touched(rule: &RuleView) -> Change {
 impl RuleService for RuleApi {
     async fn create_rule(&self, request: Request<pb::CreateRuleRequest>) -> Reply<pb::Rule> {
         let caller = Caller::of(&request)?;
-        let request = request.into_inner();
-        let rule =
-            rules::create_rule(&self.state, &caller, request.rule, &request.request_id).await?;
+        let (request, request_id, body) = super::identified(request, |r| &mut r.request_id);
+        let create = rules::create_rule(&self.state, &caller, request.rule, &request_id);
+        let rule = request_ids::once(
+            &self.state,
+            &caller,
+            "CreateRule",
+            &request_id,
+            &body,
+            create,
+        )
+        .await?;
         self.state
             .changed(&caller.tenant_id, [touched(&rule)])
             .await;

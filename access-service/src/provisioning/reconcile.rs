@@ -14,9 +14,9 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::db::outbox::{self, Intent};
-use crate::device_events::apply::code_id_of;
 use crate::error::Result;
 use crate::gateway::PasscodeAnswer;
+use crate::passcode_names::code_id_of;
 use crate::state::AppState;
 
 fn lock_passcode(p: &Passcode) -> pb::LockPasscode {

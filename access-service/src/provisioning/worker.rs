@@ -14,9 +14,9 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::db::outbox::{self, CodeDoor, CodeWindow, Intent};
-use crate::device_events::apply::{code_id_of, passcode_name};
 use crate::error::Result;
 use crate::gateway::PasscodeAnswer;
+use crate::passcode_names::{code_id_of, passcode_name};
 use crate::state::AppState;
 
 /// The first retry delay; each failure doubles it, up to [`MAX_BACKOFF`].

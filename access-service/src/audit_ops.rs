@@ -7,10 +7,10 @@ use latchkey::error::{ApiError, FieldViolations};
 use latchkey::pagination;
 use tokio::sync::mpsc;
 
-use super::read::{self, Filter, Stats, Verification};
-use super::store::Record;
-use super::writer::AuditWriter;
-use super::{AuditAction, AuditEntry};
+use crate::audit::read::{self, Filter, Stats, Verification};
+use crate::audit::store::Record;
+use crate::audit::writer::AuditWriter;
+use crate::audit::{AuditAction, AuditEntry};
 use crate::error::Result;
 use crate::state::AppState;
 

@@ -1,4 +1,4 @@
-//! Actuations in flight: each unlock sent to lock-gateway is registered until its
+//! Unlock outcomes and the actuations in flight: each unlock sent to lock-gateway is registered until its
 //! outcome is recorded. When shutdown abandons calls after its grace, whatever is still
 //! registered is recorded as unconfirmed (the door may have opened) before the process
 //! exits; whichever of the two takes a registration first writes the one outcome row.
@@ -7,10 +7,69 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::audit::AuditEntry;
-use crate::state::AppState;
+use latchkey::db::DbPool;
 
-use super::{UnlockResult, settle_entry, store_answer};
+use crate::audit::writer::AuditWriter;
+use crate::audit::{AuditAction, AuditEntry};
+use crate::db::unlock_requests;
+
+/// What happened at the lock after an unlock decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnlockResult {
+    Unlocked,
+    NotAttemptedDenied,
+    NoLock,
+    Failed,
+    Unconfirmed,
+}
+
+impl UnlockResult {
+    /// The outcome row's `reason_code`.
+    fn code(self) -> &'static str {
+        match self {
+            Self::Unlocked => "UNLOCKED",
+            Self::NotAttemptedDenied => "NOTATTEMPTEDDENIED",
+            Self::NoLock => "NOLOCK",
+            Self::Failed => "FAILED",
+            Self::Unconfirmed => "UNCONFIRMED",
+        }
+    }
+}
+
+/// Sets an outcome row's result.
+pub fn settle_entry(entry: &mut AuditEntry, result: UnlockResult, detail: &str) {
+    let unlocked = result == UnlockResult::Unlocked;
+    entry.action = if unlocked {
+        AuditAction::Unlock
+    } else {
+        AuditAction::UnlockFailed
+    };
+    entry.success = unlocked;
+    entry.reason_code = result.code().to_owned();
+    entry.reason = detail.to_owned();
+}
+
+/// Stores the answer a repeat gets.
+pub async fn store_answer(
+    pool: &DbPool,
+    tenant: &str,
+    request_id: &str,
+    response: &[u8],
+    finished: bool,
+) {
+    let stored = async {
+        let mut conn = pool.get().await?;
+        unlock_requests::answer(&mut conn, tenant, request_id, response, finished).await?;
+        Ok::<_, crate::error::Error>(())
+    }
+    .await;
+    if let Err(error) = stored {
+        tracing::warn!(
+            ?error,
+            "an unlock's answer could not be kept for its repeats"
+        );
+    }
+}
 
 /// The outcome detail of an actuation abandoned at shutdown.
 pub const ABANDONED: &str =
@@ -69,7 +128,7 @@ impl Actuations {
     }
 
     /// Records every actuation still waiting as unconfirmed; returns how many.
-    pub async fn abandon_all(&self, state: &AppState) -> usize {
+    pub async fn abandon_all(&self, audit: &AuditWriter, pool: &DbPool) -> usize {
         let abandoned: Vec<Pending> = self.lock().drain().map(|(_, p)| p).collect();
         let count = abandoned.len();
         for Pending {
@@ -80,10 +139,10 @@ impl Actuations {
             settle_entry(&mut outcome, UnlockResult::Unconfirmed, ABANDONED);
             let tenant = outcome.tenant_id.clone();
             let request_id = outcome.request_id.clone();
-            match state.audit.append(outcome).await {
+            match audit.append(outcome).await {
                 Ok(row) => {
                     tracing::warn!(%tenant, sequence = row.sequence, "an unlock in flight was recorded as unconfirmed at shutdown");
-                    store_answer(state, &tenant, &request_id, &answer(row.sequence), true).await;
+                    store_answer(pool, &tenant, &request_id, &answer(row.sequence), true).await;
                 }
                 Err(error) => {
                     tracing::error!(%tenant, %error, "an unlock in flight could not be recorded at shutdown");

@@ -10,9 +10,7 @@
 //! to lock-gateway and the outcome row run in a task of their own, so a caller that
 //! gives up does not leave a door that may have opened without its row; at shutdown,
 //! actuations still running past the grace are recorded as unconfirmed
-//! ([`inflight::Actuations::abandon_all`]).
-
-pub mod inflight;
+//! ([`crate::actuations::Actuations::abandon_all`]).
 
 use latchkey::auth::{Caller, roles};
 use latchkey::error::{ApiError, FieldViolations};
@@ -21,6 +19,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::access::{self, Attempt, Decided};
+use crate::actuations::{ABANDONED, UnlockResult, settle_entry, store_answer};
 use crate::audit::chain::truncate_to_micros;
 use crate::audit::{AuditAction, AuditEntry};
 use crate::db::unlock_requests;
@@ -29,29 +28,6 @@ use crate::error::Result;
 use crate::gateway::Actuation;
 use crate::snapshot::DoorEntry;
 use crate::state::AppState;
-
-/// What happened at the lock after an unlock decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnlockResult {
-    Unlocked,
-    NotAttemptedDenied,
-    NoLock,
-    Failed,
-    Unconfirmed,
-}
-
-impl UnlockResult {
-    /// The outcome row's `reason_code`.
-    fn code(self) -> &'static str {
-        match self {
-            Self::Unlocked => "UNLOCKED",
-            Self::NotAttemptedDenied => "NOTATTEMPTEDDENIED",
-            Self::NoLock => "NOLOCK",
-            Self::Failed => "FAILED",
-            Self::Unconfirmed => "UNCONFIRMED",
-        }
-    }
-}
 
 /// An unlock's answer.
 #[derive(Debug, Clone)]
@@ -130,28 +106,6 @@ async fn release(state: &AppState, tenant: &str, request_id: &str) {
     }
 }
 
-/// Stores the answer a repeat gets.
-pub(crate) async fn store_answer(
-    state: &AppState,
-    tenant: &str,
-    request_id: &str,
-    response: &[u8],
-    finished: bool,
-) {
-    let stored = async {
-        let mut conn = state.pool.get().await?;
-        unlock_requests::answer(&mut conn, tenant, request_id, response, finished).await?;
-        Ok::<_, crate::error::Error>(())
-    }
-    .await;
-    if let Err(error) = stored {
-        tracing::warn!(
-            ?error,
-            "an unlock's answer could not be kept for its repeats"
-        );
-    }
-}
-
 /// UnlockDoor: the decision is recorded first; only a granted decision on a door with a
 /// lock reaches lock-gateway, with the caller's request id, and its outcome is recorded
 /// after.
@@ -209,7 +163,7 @@ pub async fn unlock(
             "the door has no lock; the decision stands and nothing was actuated",
         ),
     };
-    store_answer(state, tenant, &request_id, &encode(&answer), true).await;
+    store_answer(&state.pool, tenant, &request_id, &encode(&answer), true).await;
     Ok(Answered::Now(answer))
 }
 
@@ -228,19 +182,6 @@ fn outcome_entry(caller: &Caller, door: &DoorEntry, door_id: &str, request_id: &
     entry.method = "REMOTE".to_owned();
     entry.request_id = request_id.to_owned();
     entry
-}
-
-/// Sets an outcome row's result.
-pub(crate) fn settle_entry(entry: &mut AuditEntry, result: UnlockResult, detail: &str) {
-    let unlocked = result == UnlockResult::Unlocked;
-    entry.action = if unlocked {
-        AuditAction::Unlock
-    } else {
-        AuditAction::UnlockFailed
-    };
-    entry.success = unlocked;
-    entry.reason_code = result.code().to_owned();
-    entry.reason = detail.to_owned();
 }
 
 /// Sends the unlock to lock-gateway and records its outcome, in a task the caller's
@@ -263,12 +204,12 @@ async fn actuate(
         detail: "the unlock was sent; its outcome is not known yet".to_owned(),
         ..base.clone()
     };
-    store_answer(state, &tenant, &request_id, &encode(&pending), false).await;
+    store_answer(&state.pool, &tenant, &request_id, &encode(&pending), false).await;
     let registration = state.actuations.begin(
         outcome.clone(),
         Box::new(move |sequence| {
             encode(&UnlockAnswer {
-                detail: inflight::ABANDONED.to_owned(),
+                detail: ABANDONED.to_owned(),
                 outcome_audit_sequence: sequence,
                 ..pending
             })
@@ -319,7 +260,7 @@ async fn actuate(
             outcome_audit_sequence: row.sequence,
             ..base
         };
-        store_answer(&state, &tenant, &request_id, &encode(&answer), true).await;
+        store_answer(&state.pool, &tenant, &request_id, &encode(&answer), true).await;
         Ok(Answered::Now(answer))
     });
     task.await
@@ -419,7 +360,14 @@ pub async fn emergency_unlock(
         outcome_audit_sequence: 0,
     };
     if door.lock.is_none() {
-        store_answer(state, tenant, &request.request_id, &encode(&base), true).await;
+        store_answer(
+            &state.pool,
+            tenant,
+            &request.request_id,
+            &encode(&base),
+            true,
+        )
+        .await;
         return Ok(Answered::Now(base));
     }
     let mut outcome = outcome_entry(caller, &door, &door_id.to_string(), &request.request_id);

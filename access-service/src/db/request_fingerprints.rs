@@ -1,0 +1,53 @@
+//! What each create request id was first used for (`request_fingerprints`).
+
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::schema::request_fingerprints as rf;
+
+/// Records `fingerprint` for the request id; returns the one recorded before, if any.
+pub async fn claim(
+    conn: &mut AsyncPgConnection,
+    tenant: &str,
+    operation: &str,
+    request_id: &str,
+    fingerprint: &[u8],
+) -> QueryResult<Option<Vec<u8>>> {
+    let inserted = diesel::insert_into(rf::table)
+        .values((
+            rf::tenant_id.eq(tenant),
+            rf::operation.eq(operation),
+            rf::request_id.eq(request_id),
+            rf::fingerprint.eq(fingerprint),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    if inserted == 1 {
+        return Ok(None);
+    }
+    rf::table
+        .filter(rf::tenant_id.eq(tenant))
+        .filter(rf::operation.eq(operation))
+        .filter(rf::request_id.eq(request_id))
+        .select(rf::fingerprint)
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Forgets a request id whose request did nothing.
+pub async fn release(
+    conn: &mut AsyncPgConnection,
+    tenant: &str,
+    operation: &str,
+    request_id: &str,
+) -> QueryResult<()> {
+    diesel::delete(rf::table)
+        .filter(rf::tenant_id.eq(tenant))
+        .filter(rf::operation.eq(operation))
+        .filter(rf::request_id.eq(request_id))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
