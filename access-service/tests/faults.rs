@@ -373,3 +373,59 @@ async fn sigterm_abandons_an_unlock_at_the_grace_and_records_it_first() {
         .get(0);
     assert!(finished);
 }
+
+#[tokio::test]
+async fn a_code_waiting_for_an_unreachable_gateway_says_so_in_plain_words() {
+    let db = common::database().await;
+    let server = common::start(common::config(db.url())).await;
+    let admin = token("villa", "admin", &["ADMIN"]);
+    let (locked, _, _) = seed(server.channel().await, &admin).await;
+    let mut codes =
+        latchkey::pb::access::v1::access_code_service_client::AccessCodeServiceClient::new(
+            server.channel().await,
+        );
+    let issued = codes
+        .issue_access_code(authorized(
+            pb::IssueAccessCodeRequest {
+                door_ids: vec![locked],
+                grantee: Some(pb::Grantee {
+                    r#type: pb::GranteeType::Provider as i32,
+                    name: "Fixit".into(),
+                    ..Default::default()
+                }),
+                purpose: pb::CodePurpose::Maintenance as i32,
+                r#type: pb::CodeType::Permanent as i32,
+                request_id: "c-1".into(),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = issued.access_code.unwrap().id;
+    // Provisioning tries at once; wait for its first attempt to be recorded.
+    let mut door = None;
+    for _ in 0..500 {
+        let code = codes
+            .get_access_code(authorized(
+                pb::GetAccessCodeRequest { id: id.clone() },
+                &admin,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        if !code.doors[0].detail.is_empty() {
+            door = Some(code.doors[0].clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let door = door.expect("provisioning never tried the write");
+    assert_eq!(door.sync_state, pb::SyncState::Pending as i32);
+    assert_eq!(door.failure_reason, "LOCK_GATEWAY_UNAVAILABLE");
+    assert_eq!(
+        door.detail,
+        "lock-gateway could not be reached; nothing was sent"
+    );
+}
