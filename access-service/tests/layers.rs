@@ -2,6 +2,8 @@
 //! any chain of `crate::` paths, back to itself. Configuration and the lock-gateway
 //! client sit below the flows that use them.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
