@@ -38,7 +38,7 @@ static POOL: LazyLock<Option<DescriptorPool>> = LazyLock::new(|| {
 });
 
 /// The input message of a gRPC path, for methods whose client sends one message.
-fn input_of(path: &str) -> Option<MessageDescriptor> {
+pub fn input_of(path: &str) -> Option<MessageDescriptor> {
     let (service, method) = path.strip_prefix('/')?.split_once('/')?;
     let method = POOL
         .as_ref()?
@@ -102,7 +102,7 @@ fn check_string(text: &str, path: &str, violations: &mut FieldViolations) {
 
 /// Checks one gRPC request body (the length-prefixed message) against `input`.
 /// `Ok(())` also for a compressed message, which the service's codec handles.
-fn check_body(input: &MessageDescriptor, body: &[u8]) -> Result<(), tonic::Status> {
+pub fn check_body(input: &MessageDescriptor, body: &[u8]) -> Result<(), tonic::Status> {
     let Some((&compressed, rest)) = body.split_first() else {
         return Ok(());
     };

@@ -588,6 +588,31 @@ async fn captured_callback_is_stored_once_masked_and_published_once() {
 }
 
 #[tokio::test]
+async fn a_callback_holding_a_nul_is_refused_and_the_next_one_stored() {
+    let env = env().await;
+    env.sync().await;
+    let mut stream = env.watch(5).await;
+    let url = env.gateway.callback_url(SECRET);
+    // In a plain field, and escaped inside the records' JSON.
+    for body in [
+        CAPTURED_BODY.replace("admin=jonas%40lemon.nz", "admin=jo%00nas"),
+        CAPTURED_BODY.replace("%22Jonas%22", "%22Jo%5Cu0000nas%22"),
+    ] {
+        let response = post(&url, &body).await;
+        assert_eq!(response.status(), 400);
+    }
+    assert_eq!(
+        env.count("SELECT count(*) FROM gateway.callback_inbox")
+            .await,
+        0
+    );
+    let response = post(&url, CAPTURED_BODY).await;
+    assert_eq!(response.status(), 200);
+    let event = take(&mut stream, 1).await.remove(0);
+    assert_eq!(event.username, "Jonas");
+}
+
+#[tokio::test]
 async fn keypad_unlocks_arrive_once_from_callbacks_and_records() {
     let env = env().await;
     env.sync().await;
