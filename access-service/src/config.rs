@@ -109,6 +109,11 @@ pub struct Config {
     /// How often the retention job runs, in seconds.
     #[arg(long, env = "AUDIT_RETENTION_INTERVAL_SECS", default_value_t = 3600)]
     pub audit_retention_interval_secs: u64,
+    /// Days an unlock's or a create's request id is remembered (repeats replay, another
+    /// request under it is refused); 0 keeps them for ever. Swept every
+    /// AUDIT_RETENTION_INTERVAL_SECS.
+    #[arg(long, env = "REQUEST_ID_RETENTION_DAYS", default_value_t = 30)]
+    pub request_id_retention_days: u32,
     /// Failed attempts of one user or IP address within the window that flag a row.
     #[arg(long, env = "SUSPICIOUS_THRESHOLD", default_value_t = 5)]
     pub suspicious_threshold: i64,
@@ -181,6 +186,7 @@ impl Config {
             snapshot_stale_limit_ms: 500,
             audit_retention_days: 365,
             audit_retention_interval_secs: 3600,
+            request_id_retention_days: 30,
             suspicious_threshold: 5,
             suspicious_window_minutes: 5,
             access_code_key: SecretString::from(TEST_CODE_KEY.to_owned()),

@@ -100,6 +100,13 @@ pub async fn run(
             std::time::Duration::from_secs(config.audit_retention_interval_secs.max(1)),
         ))
     });
+    let request_id_retention = (config.request_id_retention_days > 0).then(|| {
+        tokio::spawn(request_ids::retention_job(
+            pool.clone(),
+            chrono::Duration::days(i64::from(config.request_id_retention_days)),
+            std::time::Duration::from_secs(config.audit_retention_interval_secs.max(1)),
+        ))
+    });
     let snapshots = snapshot::SnapshotCache::with_stale_limit(
         pool.clone(),
         std::time::Duration::from_millis(config.snapshot_stale_limit_ms),
@@ -190,6 +197,9 @@ pub async fn run(
             listener_task.abort();
             if let Some(retention) = retention {
                 retention.abort();
+            }
+            if let Some(sweep) = request_id_retention {
+                sweep.abort();
             }
             if let Some(device_events) = device_events {
                 device_events.stop().await;

@@ -55,3 +55,38 @@ pub async fn once<T>(
         }
     }
 }
+
+/// Forgets request ids (of unlocks and creates) first used more than `retention` ago,
+/// every `interval`, in bounded batches.
+pub async fn retention_job(
+    pool: latchkey::db::DbPool,
+    retention: chrono::Duration,
+    interval: std::time::Duration,
+) {
+    const BATCH: i64 = 5_000;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let before = chrono::Utc::now() - retention;
+        let swept = async {
+            let mut conn = pool.get().await?;
+            let mut forgotten = 0;
+            loop {
+                let unlocks =
+                    crate::db::unlock_requests::forget_before(&mut conn, before, BATCH).await?;
+                let creates = request_fingerprints::forget_before(&mut conn, before, BATCH).await?;
+                forgotten += unlocks + creates;
+                if unlocks < BATCH as usize && creates < BATCH as usize {
+                    return Ok::<_, crate::error::Error>(forgotten);
+                }
+            }
+        }
+        .await;
+        match swept {
+            Ok(0) => {}
+            Ok(forgotten) => tracing::info!(forgotten, "old request ids forgotten"),
+            Err(error) => tracing::warn!(?error, "request ids could not be swept"),
+        }
+    }
+}

@@ -51,3 +51,19 @@ pub async fn release(
         .await
         .map(|_| ())
 }
+
+/// Forgets request ids first used before `before`, at most `limit` of them.
+pub async fn forget_before(
+    conn: &mut AsyncPgConnection,
+    before: chrono::DateTime<chrono::Utc>,
+    limit: i64,
+) -> QueryResult<usize> {
+    diesel::sql_query(
+        "DELETE FROM request_fingerprints WHERE ctid IN \
+         (SELECT ctid FROM request_fingerprints WHERE create_time < $1 LIMIT $2)",
+    )
+    .bind::<diesel::sql_types::Timestamptz, _>(before)
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .execute(conn)
+    .await
+}
