@@ -12,6 +12,8 @@ use latchkey::clock::Clock;
 use latchkey::pb::access::v1 as pb;
 use latchkey::pb::access::v1::access_code_service_client::AccessCodeServiceClient;
 use latchkey::pb::access::v1::directory_service_client::DirectoryServiceClient;
+use latchkey::pb::gateway::v1::RemoteOperationRequest;
+use latchkey::pb::gateway::v1::lock_gateway_client::LockGatewayClient;
 use latchkey::testkit::authorized;
 use lock_gateway::sim::faults::InjectedFailure;
 
@@ -598,4 +600,182 @@ async fn periodic_reconciliation_puts_back_a_code_deleted_behind_latchkeys_back(
     })
     .await;
     assert_eq!(w.sim.passcodes(FRONT_DOOR)[0].code, "731964");
+}
+
+/// How one call to TTLock ends, scripted on the simulator.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    Done,
+    /// Gateway busy (-3003): refused, worth another try.
+    Retryable,
+    /// The lock is full (-3009): refused for good.
+    Final,
+    /// errcode 1 after the lock did take the write.
+    UnconfirmedTaken,
+    /// errcode 1 and the lock did not take it.
+    UnconfirmedMissed,
+}
+
+const ENDINGS: [Ending; 5] = [
+    Ending::Done,
+    Ending::Retryable,
+    Ending::Final,
+    Ending::UnconfirmedTaken,
+    Ending::UnconfirmedMissed,
+];
+
+fn scripted(ending: Ending, path: &str) -> Option<InjectedFailure> {
+    match ending {
+        Ending::Done => None,
+        Ending::Retryable => Some(InjectedFailure::errcode(-3003).on(path)),
+        Ending::Final => Some(InjectedFailure::errcode(-3009).on(path)),
+        Ending::UnconfirmedTaken => Some(InjectedFailure::errcode(1).on(path).executed()),
+        Ending::UnconfirmedMissed => Some(InjectedFailure::errcode(1).on(path)),
+    }
+}
+
+async fn revoke(w: &World, code: &str, request_id: &str) {
+    w.codes(0)
+        .await
+        .revoke_access_code(authorized(
+            pb::RevokeAccessCodeRequest {
+                id: code.into(),
+                reason: "check-out".into(),
+                request_id: request_id.into(),
+            },
+            &w.admin,
+        ))
+        .await
+        .unwrap();
+}
+
+/// Every pairing of how a write and the removal that follows its revocation end, with
+/// the revocation after the write settled and while it waited in lock-gateway behind
+/// another lock's command on the same TTLock gateway (so the removal may look at the
+/// lock before the write reaches it): once no
+/// intent is left, the door's state says what the lock holds. REMOVED means the lock
+/// has no passcode for the code; a code left on the lock is a FAILED removal with its
+/// reason. Nothing is left PENDING, SETTING or REMOVING.
+#[tokio::test]
+async fn every_interleaving_of_a_write_and_its_removal_ends_as_the_lock_is() {
+    // Two replicas: one may carry out the removal while the other's write runs.
+    let w = World::new(2, settings()).await;
+    let front = w.door("Front door", Some(FRONT_DOOR)).await;
+    let mut wrong = Vec::new();
+    let mut case = 0;
+    for in_flight in [false, true] {
+        for set in ENDINGS {
+            for remove in ENDINGS {
+                case += 1;
+                let what = format!("set {set:?}, remove {remove:?}, revoked in flight {in_flight}");
+                w.sim.update_faults(|f| {
+                    f.remote_latency_ms = if in_flight { 1000 } else { 0 };
+                    f.inject = scripted(set, "/v3/keyboardPwd/add").into_iter().collect();
+                });
+                // In flight: a command on another lock of the same TTLock gateway holds
+                // it, so the write waits its turn in lock-gateway while it is revoked.
+                let blocker = if in_flight {
+                    let before = w.sim.stats().remote_commands;
+                    let mut gateway = LockGatewayClient::new(w.gateway.channel().await);
+                    let request = authorized(
+                        RemoteOperationRequest {
+                            account_id: w.account.clone(),
+                            lock_id: ROOM_101,
+                            request_id: format!("sm-hold-{case}"),
+                        },
+                        &w.service,
+                    );
+                    let held = tokio::spawn(async move { gateway.remote_lock(request).await });
+                    eventually("the gateway held", || async {
+                        w.sim.stats().remote_commands > before
+                    })
+                    .await;
+                    Some(held)
+                } else {
+                    None
+                };
+                let code = w
+                    .issue(
+                        0,
+                        &[&front],
+                        &format!("{}", 500_000 + case * 7919),
+                        None,
+                        &format!("sm-{case}"),
+                    )
+                    .await
+                    .access_code
+                    .unwrap()
+                    .id;
+                let open = format!(
+                    "SELECT count(*) FROM access.provisioning_outbox WHERE code_id = '{code}' \
+                     AND (done_time IS NULL OR lease_until IS NOT NULL)"
+                );
+                if in_flight {
+                    eventually("the write under way", || async {
+                        w.door_state(&code).await == pb::SyncState::Setting
+                    })
+                    .await;
+                } else {
+                    eventually("the write settled", || async {
+                        w.clock.advance(Duration::from_millis(300));
+                        matches!(
+                            w.door_state(&code).await,
+                            pb::SyncState::Set | pb::SyncState::Failed
+                        )
+                    })
+                    .await;
+                }
+                w.sim.update_faults(|f| {
+                    f.inject.extend(scripted(remove, "/v3/keyboardPwd/delete"));
+                });
+                revoke(&w, &code, &format!("sm-revoke-{case}")).await;
+                if in_flight {
+                    // The revocation closed the write while it ran.
+                    assert_eq!(
+                        w.count(&format!(
+                            "SELECT count(*) FROM access.provisioning_outbox WHERE code_id = '{code}' \
+                             AND intent = 'SET' AND last_error = 'superseded by removal'"
+                        ))
+                        .await,
+                        1,
+                        "{what}: revoked while the write ran"
+                    );
+                }
+                eventually(&format!("{what}: every intent ended"), || async {
+                    w.clock.advance(Duration::from_secs(3));
+                    w.count(&open).await == 0
+                })
+                .await;
+                if let Some(held) = blocker {
+                    held.await.unwrap().unwrap();
+                }
+                let door = w.code(&code).await.doors[0].clone();
+                let name = format!("lk-{code}");
+                let on_lock = w
+                    .sim
+                    .passcodes(FRONT_DOOR)
+                    .iter()
+                    .any(|p| p.name.as_deref() == Some(name.as_str()));
+                let matches = if on_lock {
+                    door.sync_state() == pb::SyncState::Failed && !door.failure_reason.is_empty()
+                } else {
+                    door.sync_state() == pb::SyncState::Removed
+                };
+                if !matches {
+                    wrong.push(format!(
+                        "{what}: door {:?} ({}: {}), on the lock: {on_lock}",
+                        door.sync_state(),
+                        door.failure_reason,
+                        door.detail
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {case} cases end unlike the lock:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }
