@@ -779,3 +779,151 @@ async fn every_interleaving_of_a_write_and_its_removal_ends_as_the_lock_is() {
         wrong.join("\n")
     );
 }
+
+/// A replica dies while its removal of a revoked code is in flight and refused: the
+/// claim it held is taken over by a fresh replica within seconds (with the default
+/// lease), under the same request id first, and the code leaves the lock within 10 s
+/// of the stop while the gateway is reachable.
+#[tokio::test]
+async fn a_revoked_code_leaves_the_lock_within_seconds_of_a_replica_dying_mid_removal() {
+    let mut w = World::new(1, settings()).await;
+    w.access.pop().unwrap().stop().await.unwrap();
+    let lease = access_service::Config::new(w.db.url(), "unused").provisioning_lease_secs;
+    let doomed = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let mut config = access_config(&w.db, &w.gateway.url(), &w.clock);
+    config.provisioning_lease_secs = lease;
+    {
+        let _inside = doomed.enter();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        doomed.spawn(access_service::run(
+            listener,
+            config,
+            std::future::pending(),
+        ));
+    }
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let front = DirectoryServiceClient::new(channel.clone())
+        .create_door(authorized(
+            pb::CreateDoorRequest {
+                door: Some(pb::Door {
+                    property_id: w.property.id.clone(),
+                    name: "Front".into(),
+                    r#type: pb::DoorType::Unit as i32,
+                    active: true,
+                    lock: Some(pb::LockBinding {
+                        account_id: w.account.clone(),
+                        lock_id: FRONT_DOOR,
+                    }),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &w.admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    let mut codes = AccessCodeServiceClient::new(channel);
+    let code = codes
+        .issue_access_code(authorized(
+            pb::IssueAccessCodeRequest {
+                door_ids: vec![front],
+                grantee: Some(pb::Grantee {
+                    r#type: pb::GranteeType::Guest as i32,
+                    name: "Guest".into(),
+                    ..Default::default()
+                }),
+                purpose: pb::CodePurpose::Stay as i32,
+                r#type: pb::CodeType::Permanent as i32,
+                code: "583920".into(),
+                request_id: "crash-1".into(),
+                ..Default::default()
+            },
+            &w.admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .access_code
+        .unwrap()
+        .id;
+    let state = format!(
+        "SELECT count(*) FROM access.access_code_doors WHERE code_id = '{code}' AND sync_state = "
+    );
+    eventually("the code set", || async {
+        w.count(&format!("{state}'SET'")).await == 1
+    })
+    .await;
+    assert_eq!(w.sim.passcodes(FRONT_DOOR).len(), 1);
+
+    // The removal is under way when the replica dies; this attempt will be refused.
+    w.sim.update_faults(|f| {
+        f.remote_latency_ms = 3000;
+        f.inject
+            .push(InjectedFailure::errcode(-3003).on("/v3/keyboardPwd/delete"));
+    });
+    codes
+        .revoke_access_code(authorized(
+            pb::RevokeAccessCodeRequest {
+                id: code.clone(),
+                reason: "check-out".into(),
+                request_id: "crash-revoke".into(),
+            },
+            &w.admin,
+        ))
+        .await
+        .unwrap();
+    let in_flight = "SELECT count(*) FROM gateway.passcode_operations \
+                     WHERE operation ILIKE '%delete%' AND finish_time IS NULL";
+    eventually("the removal in flight", || async {
+        w.count(in_flight).await == 1
+    })
+    .await;
+    doomed.shutdown_background();
+    let stopped = std::time::Instant::now();
+    w.sim.update_faults(|f| f.remote_latency_ms = 0);
+
+    let _other = common::start_access({
+        let mut config = access_config(&w.db, &w.gateway.url(), &w.clock);
+        config.provisioning_lease_secs = lease;
+        config
+    })
+    .await;
+    eventually("the code off the lock", || async {
+        // Retries are scheduled on the service's clock: let it run.
+        w.clock.advance(Duration::from_millis(500));
+        w.sim.passcodes(FRONT_DOOR).is_empty()
+    })
+    .await;
+    let took = stopped.elapsed();
+    eprintln!("revoked code off the lock {took:?} after the replica stopped (lease {lease} s)");
+    assert!(
+        took < Duration::from_secs(10),
+        "the revoked code stayed on the lock {took:?} after the replica stopped"
+    );
+    eventually("the door REMOVED", || async {
+        w.count(&format!("{state}'REMOVED'")).await == 1
+    })
+    .await;
+    assert_eq!(
+        w.sim
+            .stats()
+            .requests_by_path
+            .get("/v3/keyboardPwd/delete")
+            .copied(),
+        Some(2),
+        "the refused removal was asked about under its request id, then sent once more"
+    );
+}

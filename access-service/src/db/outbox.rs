@@ -237,6 +237,26 @@ pub async fn claim_due(
     .await
 }
 
+/// Extends the claims a living worker still holds (a settled intent has none), for
+/// `lease_secs` of host time from now.
+pub async fn renew_leases(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+    lease_secs: i64,
+) -> QueryResult<usize> {
+    diesel::update(
+        provisioning_outbox::table
+            .filter(provisioning_outbox::id.eq_any(ids))
+            .filter(provisioning_outbox::lease_until.is_not_null()),
+    )
+    .set(
+        provisioning_outbox::lease_until
+            .eq(Some(Utc::now() + chrono::Duration::seconds(lease_secs))),
+    )
+    .execute(conn)
+    .await
+}
+
 /// Marks an intent done. A finished SET keeps its sealed code while the code is active,
 /// so reconciliation can write it again; everything else drops it.
 pub async fn finish(

@@ -164,6 +164,7 @@ impl Worker {
                 return Ok(total);
             }
             total += claimed.len();
+            let ids: Vec<Uuid> = claimed.iter().map(|intent| intent.id).collect();
             let runs = claimed.into_iter().map(|intent| {
                 let span = tracing::info_span!(
                     "provisioning.intent",
@@ -181,7 +182,33 @@ impl Worker {
                 }
                 .instrument(span)
             });
-            futures_util::future::join_all(runs).await;
+            // The claims are renewed while the intents run, so a claim outlives a slow
+            // TTLock call but not a crashed worker.
+            tokio::select! {
+                _ = futures_util::future::join_all(runs) => {}
+                () = self.heartbeat(&ids) => {}
+            }
+        }
+    }
+
+    /// Renews the claims on `ids` every third of the lease, until dropped.
+    async fn heartbeat(&self, ids: &[Uuid]) {
+        let every = Duration::from_millis(
+            u64::try_from(self.lease_secs * 1000 / 3)
+                .unwrap_or(1000)
+                .max(100),
+        );
+        loop {
+            tokio::time::sleep(every).await;
+            let renewed = match self.state.pool.get().await {
+                Ok(mut conn) => outbox::renew_leases(&mut conn, ids, self.lease_secs)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(error) => Err(error.to_string()),
+            };
+            if let Err(error) = renewed {
+                tracing::warn!(%error, "provisioning claims not renewed");
+            }
         }
     }
 
