@@ -12,6 +12,8 @@ use latchkey::clock::Clock;
 use latchkey::pb::access::v1 as pb;
 use latchkey::pb::access::v1::access_code_service_client::AccessCodeServiceClient;
 use latchkey::pb::access::v1::directory_service_client::DirectoryServiceClient;
+use latchkey::pb::gateway::v1::RemoteOperationRequest;
+use latchkey::pb::gateway::v1::lock_gateway_client::LockGatewayClient;
 use latchkey::testkit::authorized;
 use lock_gateway::sim::faults::InjectedFailure;
 
@@ -598,4 +600,331 @@ async fn periodic_reconciliation_puts_back_a_code_deleted_behind_latchkeys_back(
     })
     .await;
     assert_eq!(w.sim.passcodes(FRONT_DOOR)[0].code, "731964");
+}
+
+/// How one call to TTLock ends, scripted on the simulator.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    Done,
+    /// Gateway busy (-3003): refused, worth another try.
+    Retryable,
+    /// The lock is full (-3009): refused for good.
+    Final,
+    /// errcode 1 after the lock did take the write.
+    UnconfirmedTaken,
+    /// errcode 1 and the lock did not take it.
+    UnconfirmedMissed,
+}
+
+const ENDINGS: [Ending; 5] = [
+    Ending::Done,
+    Ending::Retryable,
+    Ending::Final,
+    Ending::UnconfirmedTaken,
+    Ending::UnconfirmedMissed,
+];
+
+fn scripted(ending: Ending, path: &str) -> Option<InjectedFailure> {
+    match ending {
+        Ending::Done => None,
+        Ending::Retryable => Some(InjectedFailure::errcode(-3003).on(path)),
+        Ending::Final => Some(InjectedFailure::errcode(-3009).on(path)),
+        Ending::UnconfirmedTaken => Some(InjectedFailure::errcode(1).on(path).executed()),
+        Ending::UnconfirmedMissed => Some(InjectedFailure::errcode(1).on(path)),
+    }
+}
+
+async fn revoke(w: &World, code: &str, request_id: &str) {
+    w.codes(0)
+        .await
+        .revoke_access_code(authorized(
+            pb::RevokeAccessCodeRequest {
+                id: code.into(),
+                reason: "check-out".into(),
+                request_id: request_id.into(),
+            },
+            &w.admin,
+        ))
+        .await
+        .unwrap();
+}
+
+/// Every pairing of how a write and the removal that follows its revocation end, with
+/// the revocation after the write settled and while it waited in lock-gateway behind
+/// another lock's command on the same TTLock gateway (so the removal may look at the
+/// lock before the write reaches it): once no
+/// intent is left, the door's state says what the lock holds. REMOVED means the lock
+/// has no passcode for the code; a code left on the lock is a FAILED removal with its
+/// reason. Nothing is left PENDING, SETTING or REMOVING.
+#[tokio::test]
+async fn every_interleaving_of_a_write_and_its_removal_ends_as_the_lock_is() {
+    // Two replicas: one may carry out the removal while the other's write runs.
+    let w = World::new(2, settings()).await;
+    let front = w.door("Front door", Some(FRONT_DOOR)).await;
+    let mut wrong = Vec::new();
+    let mut case = 0;
+    for in_flight in [false, true] {
+        for set in ENDINGS {
+            for remove in ENDINGS {
+                case += 1;
+                let what = format!("set {set:?}, remove {remove:?}, revoked in flight {in_flight}");
+                w.sim.update_faults(|f| {
+                    f.remote_latency_ms = if in_flight { 1000 } else { 0 };
+                    f.inject = scripted(set, "/v3/keyboardPwd/add").into_iter().collect();
+                });
+                // In flight: a command on another lock of the same TTLock gateway holds
+                // it, so the write waits its turn in lock-gateway while it is revoked.
+                let blocker = if in_flight {
+                    let before = w.sim.stats().remote_commands;
+                    let mut gateway = LockGatewayClient::new(w.gateway.channel().await);
+                    let request = authorized(
+                        RemoteOperationRequest {
+                            account_id: w.account.clone(),
+                            lock_id: ROOM_101,
+                            request_id: format!("sm-hold-{case}"),
+                        },
+                        &w.service,
+                    );
+                    let held = tokio::spawn(async move { gateway.remote_lock(request).await });
+                    eventually("the gateway held", || async {
+                        w.sim.stats().remote_commands > before
+                    })
+                    .await;
+                    Some(held)
+                } else {
+                    None
+                };
+                let code = w
+                    .issue(
+                        0,
+                        &[&front],
+                        &format!("{}", 500_000 + case * 7919),
+                        None,
+                        &format!("sm-{case}"),
+                    )
+                    .await
+                    .access_code
+                    .unwrap()
+                    .id;
+                let open = format!(
+                    "SELECT count(*) FROM access.provisioning_outbox WHERE code_id = '{code}' \
+                     AND (done_time IS NULL OR lease_until IS NOT NULL)"
+                );
+                if in_flight {
+                    eventually("the write under way", || async {
+                        w.door_state(&code).await == pb::SyncState::Setting
+                    })
+                    .await;
+                } else {
+                    eventually("the write settled", || async {
+                        w.clock.advance(Duration::from_millis(300));
+                        matches!(
+                            w.door_state(&code).await,
+                            pb::SyncState::Set | pb::SyncState::Failed
+                        )
+                    })
+                    .await;
+                }
+                w.sim.update_faults(|f| {
+                    f.inject.extend(scripted(remove, "/v3/keyboardPwd/delete"));
+                });
+                revoke(&w, &code, &format!("sm-revoke-{case}")).await;
+                if in_flight {
+                    // The revocation closed the write while it ran.
+                    assert_eq!(
+                        w.count(&format!(
+                            "SELECT count(*) FROM access.provisioning_outbox WHERE code_id = '{code}' \
+                             AND intent = 'SET' AND last_error = 'superseded by removal'"
+                        ))
+                        .await,
+                        1,
+                        "{what}: revoked while the write ran"
+                    );
+                }
+                eventually(&format!("{what}: every intent ended"), || async {
+                    w.clock.advance(Duration::from_secs(3));
+                    w.count(&open).await == 0
+                })
+                .await;
+                if let Some(held) = blocker {
+                    held.await.unwrap().unwrap();
+                }
+                let door = w.code(&code).await.doors[0].clone();
+                let name = format!("lk-{code}");
+                let on_lock = w
+                    .sim
+                    .passcodes(FRONT_DOOR)
+                    .iter()
+                    .any(|p| p.name.as_deref() == Some(name.as_str()));
+                let matches = if on_lock {
+                    door.sync_state() == pb::SyncState::Failed && !door.failure_reason.is_empty()
+                } else {
+                    door.sync_state() == pb::SyncState::Removed
+                };
+                if !matches {
+                    wrong.push(format!(
+                        "{what}: door {:?} ({}: {}), on the lock: {on_lock}",
+                        door.sync_state(),
+                        door.failure_reason,
+                        door.detail
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {case} cases end unlike the lock:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
+
+/// A replica dies while its removal of a revoked code is in flight and refused: the
+/// claim it held is taken over by a fresh replica within seconds (with the default
+/// lease), under the same request id first, and the code leaves the lock within 10 s
+/// of the stop while the gateway is reachable.
+#[tokio::test]
+async fn a_revoked_code_leaves_the_lock_within_seconds_of_a_replica_dying_mid_removal() {
+    let mut w = World::new(1, settings()).await;
+    w.access.pop().unwrap().stop().await.unwrap();
+    let lease = access_service::Config::new(w.db.url(), "unused").provisioning_lease_secs;
+    let doomed = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let mut config = access_config(&w.db, &w.gateway.url(), &w.clock);
+    config.provisioning_lease_secs = lease;
+    {
+        let _inside = doomed.enter();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        doomed.spawn(access_service::run(
+            listener,
+            config,
+            std::future::pending(),
+        ));
+    }
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let front = DirectoryServiceClient::new(channel.clone())
+        .create_door(authorized(
+            pb::CreateDoorRequest {
+                door: Some(pb::Door {
+                    property_id: w.property.id.clone(),
+                    name: "Front".into(),
+                    r#type: pb::DoorType::Unit as i32,
+                    active: true,
+                    lock: Some(pb::LockBinding {
+                        account_id: w.account.clone(),
+                        lock_id: FRONT_DOOR,
+                    }),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &w.admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    let mut codes = AccessCodeServiceClient::new(channel);
+    let code = codes
+        .issue_access_code(authorized(
+            pb::IssueAccessCodeRequest {
+                door_ids: vec![front],
+                grantee: Some(pb::Grantee {
+                    r#type: pb::GranteeType::Guest as i32,
+                    name: "Guest".into(),
+                    ..Default::default()
+                }),
+                purpose: pb::CodePurpose::Stay as i32,
+                r#type: pb::CodeType::Permanent as i32,
+                code: "583920".into(),
+                request_id: "crash-1".into(),
+                ..Default::default()
+            },
+            &w.admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .access_code
+        .unwrap()
+        .id;
+    let state = format!(
+        "SELECT count(*) FROM access.access_code_doors WHERE code_id = '{code}' AND sync_state = "
+    );
+    eventually("the code set", || async {
+        w.count(&format!("{state}'SET'")).await == 1
+    })
+    .await;
+    assert_eq!(w.sim.passcodes(FRONT_DOOR).len(), 1);
+
+    // The removal is under way when the replica dies; this attempt ends ambiguously
+    // (errcode 1, which lock-gateway never retries) and the lock keeps the code.
+    w.sim.update_faults(|f| {
+        f.remote_latency_ms = 3000;
+        f.inject
+            .push(InjectedFailure::errcode(1).on("/v3/keyboardPwd/delete"));
+    });
+    codes
+        .revoke_access_code(authorized(
+            pb::RevokeAccessCodeRequest {
+                id: code.clone(),
+                reason: "check-out".into(),
+                request_id: "crash-revoke".into(),
+            },
+            &w.admin,
+        ))
+        .await
+        .unwrap();
+    let in_flight = "SELECT count(*) FROM gateway.passcode_operations \
+                     WHERE operation ILIKE '%delete%' AND finish_time IS NULL";
+    eventually("the removal in flight", || async {
+        w.count(in_flight).await == 1
+    })
+    .await;
+    doomed.shutdown_background();
+    let stopped = std::time::Instant::now();
+    w.sim.update_faults(|f| f.remote_latency_ms = 0);
+
+    let _other = common::start_access({
+        let mut config = access_config(&w.db, &w.gateway.url(), &w.clock);
+        config.provisioning_lease_secs = lease;
+        config
+    })
+    .await;
+    eventually("the code off the lock", || async {
+        // Retries are scheduled on the service's clock: let it run.
+        w.clock.advance(Duration::from_millis(500));
+        w.sim.passcodes(FRONT_DOOR).is_empty()
+    })
+    .await;
+    let took = stopped.elapsed();
+    eprintln!("revoked code off the lock {took:?} after the replica stopped (lease {lease} s)");
+    assert!(
+        took < Duration::from_secs(10),
+        "the revoked code stayed on the lock {took:?} after the replica stopped"
+    );
+    eventually("the door REMOVED", || async {
+        w.count(&format!("{state}'REMOVED'")).await == 1
+    })
+    .await;
+    assert_eq!(
+        w.sim
+            .stats()
+            .requests_by_path
+            .get("/v3/keyboardPwd/delete")
+            .copied(),
+        Some(2),
+        "the interrupted removal was asked about under its request id, then sent once more"
+    );
 }

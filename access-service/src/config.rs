@@ -138,9 +138,10 @@ pub struct Config {
     /// it, in milliseconds.
     #[arg(long, env = "PROVISIONING_POLL_MS", default_value_t = 1000)]
     pub provisioning_poll_ms: u64,
-    /// How long a worker holds an intent before another may take it over (a crashed
-    /// worker's intents wait this long), in seconds.
-    #[arg(long, env = "PROVISIONING_LEASE_SECS", default_value_t = 120)]
+    /// How long a claim on an intent lasts without renewal, in seconds: a living worker
+    /// renews it every third of this while it works (however long TTLock takes), so
+    /// this bounds how long a crashed worker's intents wait before another takes over.
+    #[arg(long, env = "PROVISIONING_LEASE_SECS", default_value_t = 6)]
     pub provisioning_lease_secs: u32,
     /// How often every lock's passcodes are reconciled with the codes that should be on
     /// it, in seconds (0: only on request).
@@ -193,7 +194,7 @@ impl Config {
             provisioning_lead_hours: 72,
             provisioning_concurrency: 4,
             provisioning_poll_ms: 1000,
-            provisioning_lease_secs: 120,
+            provisioning_lease_secs: 6,
             reconcile_interval_secs: 0,
             follow_device_events: true,
             device_events_scan_ms: 10_000,

@@ -237,6 +237,26 @@ pub async fn claim_due(
     .await
 }
 
+/// Extends the claims a living worker still holds (a settled intent has none), for
+/// `lease_secs` of host time from now.
+pub async fn renew_leases(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+    lease_secs: i64,
+) -> QueryResult<usize> {
+    diesel::update(
+        provisioning_outbox::table
+            .filter(provisioning_outbox::id.eq_any(ids))
+            .filter(provisioning_outbox::lease_until.is_not_null()),
+    )
+    .set(
+        provisioning_outbox::lease_until
+            .eq(Some(Utc::now() + chrono::Duration::seconds(lease_secs))),
+    )
+    .execute(conn)
+    .await
+}
+
 /// Marks an intent done. A finished SET keeps its sealed code while the code is active,
 /// so reconciliation can write it again; everything else drops it.
 pub async fn finish(
@@ -304,6 +324,48 @@ pub async fn door_row(
         .optional()
 }
 
+/// A code's door row, locked: settling an intent holds it, as revocation does, so the
+/// two never interleave.
+pub async fn door_row_for_update(
+    conn: &mut AsyncPgConnection,
+    code_id: Uuid,
+    door_id: Uuid,
+) -> QueryResult<Option<CodeDoor>> {
+    access_code_doors::table
+        .find((code_id, door_id))
+        .for_update()
+        .select(CodeDoor::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Whether an intent is still open (not finished, nor closed by a newer intent), with
+/// its row locked until the transaction ends.
+pub async fn is_open_for_update(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+    let done: Option<Option<DateTime<Utc>>> = provisioning_outbox::table
+        .find(id)
+        .for_update()
+        .select(provisioning_outbox::done_time)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(matches!(done, Some(None)))
+}
+
+/// Lets go of a closed intent whose worker came back late, noting what it found; the
+/// intent stays closed.
+pub async fn release_closed(conn: &mut AsyncPgConnection, id: Uuid, note: &str) -> QueryResult<()> {
+    diesel::update(provisioning_outbox::table.find(id))
+        .set((
+            provisioning_outbox::lease_until.eq(None::<DateTime<Utc>>),
+            provisioning_outbox::last_error.eq(note),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Every code row of a door.
 pub async fn rows_of_door(
     conn: &mut AsyncPgConnection,
@@ -332,6 +394,29 @@ pub async fn has_open(
             .filter(provisioning_outbox::door_id.eq(door_id))
             .filter(provisioning_outbox::intent.eq(intent))
             .filter(provisioning_outbox::done_time.is_null()),
+    ))
+    .get_result(conn)
+    .await
+}
+
+/// Whether a write of the code to this door may be under way: an open SET, or a closed
+/// one (revoked while it ran) whose worker still holds its lease and has not yet said
+/// how it ended.
+pub async fn set_may_be_running(
+    conn: &mut AsyncPgConnection,
+    code_id: Uuid,
+    door_id: Uuid,
+) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        provisioning_outbox::table
+            .filter(provisioning_outbox::code_id.eq(code_id))
+            .filter(provisioning_outbox::door_id.eq(door_id))
+            .filter(provisioning_outbox::intent.eq("SET"))
+            .filter(
+                provisioning_outbox::done_time
+                    .is_null()
+                    .or(provisioning_outbox::lease_until.gt(Utc::now())),
+            ),
     ))
     .get_result(conn)
     .await

@@ -63,6 +63,33 @@ enum Settle {
     },
 }
 
+impl Settle {
+    /// Whether a SET that ended so may have put the code on the lock: written, or its
+    /// fate not known yet (a retry under the same request id asks about the same write).
+    fn may_have_written(&self) -> bool {
+        match self {
+            Settle::Done(state, ..) => *state == "SET",
+            Settle::Retry {
+                next_generation, ..
+            } => !next_generation,
+        }
+    }
+
+    fn passcode(&self) -> Option<i64> {
+        match self {
+            Settle::Done(_, _, _, passcode) => *passcode,
+            Settle::Retry { .. } => None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Settle::Done(state, reason, detail, _) => format!("{state} {reason} {detail}"),
+            Settle::Retry { reason, error, .. } => format!("retry {reason} {error}"),
+        }
+    }
+}
+
 /// lock-gateway's answer to a request id first used for a request of another shape.
 const REQUEST_ID_REUSED: &str = "REQUEST_ID_REUSED";
 
@@ -137,6 +164,7 @@ impl Worker {
                 return Ok(total);
             }
             total += claimed.len();
+            let ids: Vec<Uuid> = claimed.iter().map(|intent| intent.id).collect();
             let runs = claimed.into_iter().map(|intent| {
                 let span = tracing::info_span!(
                     "provisioning.intent",
@@ -154,7 +182,33 @@ impl Worker {
                 }
                 .instrument(span)
             });
-            futures_util::future::join_all(runs).await;
+            // The claims are renewed while the intents run, so a claim outlives a slow
+            // TTLock call but not a crashed worker.
+            tokio::select! {
+                _ = futures_util::future::join_all(runs) => {}
+                () = self.heartbeat(&ids) => {}
+            }
+        }
+    }
+
+    /// Renews the claims on `ids` every third of the lease, until dropped.
+    async fn heartbeat(&self, ids: &[Uuid]) {
+        let every = Duration::from_millis(
+            u64::try_from(self.lease_secs * 1000 / 3)
+                .unwrap_or(1000)
+                .max(100),
+        );
+        loop {
+            tokio::time::sleep(every).await;
+            let renewed = match self.state.pool.get().await {
+                Ok(mut conn) => outbox::renew_leases(&mut conn, ids, self.lease_secs)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(error) => Err(error.to_string()),
+            };
+            if let Err(error) = renewed {
+                tracing::warn!(%error, "provisioning claims not renewed");
+            }
         }
     }
 
@@ -180,88 +234,80 @@ impl Worker {
         self.settle(intent, &door, settle).await
     }
 
+    /// Records how an intent ended, in one transaction with the door's sync state. The
+    /// door row is locked first, as revocation locks it, and the outcome is written only
+    /// while the intent is still the current one for its code and door: an intent closed
+    /// by a newer one while it ran (a revocation during a write) no longer speaks for
+    /// the door.
     async fn settle(&self, intent: &Intent, door: &CodeDoor, settle: Settle) -> Result<()> {
         let now = self.state.clock.now();
         let mut conn = self.state.pool.get().await?;
-        conn.transaction(async |conn| {
-            match &settle {
-                Settle::Done(state, reason, detail, passcode) => {
-                    outbox::set_door_state(
-                        conn,
-                        door.code_id,
-                        door.door_id,
-                        state,
-                        reason,
-                        detail,
-                        *passcode,
-                    )
-                    .await?;
-                    let keep = intent.intent == "SET" && *state == "SET";
-                    outbox::finish(conn, intent.id, keep, detail).await?;
-                    tracing::info!(state, reason = %reason, "intent settled");
-                    // Revoked while the write was in flight: its removal, queued when the
-                    // code was not yet known to be on the lock, may have found nothing.
-                    let code = outbox::code_window(conn, &intent.tenant_id, door.code_id).await?;
-                    if *state == "SET" && code.is_some_and(|c| c.status != "ACTIVE") {
-                        outbox::close_open(
-                            conn,
-                            door.code_id,
-                            door.door_id,
-                            Some("REMOVE"),
-                            "superseded by a later removal",
-                        )
-                        .await?;
+        let woke = conn
+            .transaction(async |conn| {
+                let Some(current) =
+                    outbox::door_row_for_update(conn, door.code_id, door.door_id).await?
+                else {
+                    outbox::finish(conn, intent.id, false, "the door is gone").await?;
+                    return Ok(false);
+                };
+                if !outbox::is_open_for_update(conn, intent.id).await? {
+                    return superseded(conn, intent, &current, &settle, now).await;
+                }
+                match &settle {
+                    Settle::Done(state, reason, detail, passcode) => {
                         outbox::set_door_state(
                             conn,
                             door.code_id,
                             door.door_id,
-                            "REMOVING",
-                            "",
-                            "set after it was revoked",
+                            state,
+                            reason,
+                            detail,
                             *passcode,
                         )
                         .await?;
-                        outbox::insert_intent(
-                            conn,
-                            &Intent::new(
-                                &intent.tenant_id,
-                                door.code_id,
-                                door.door_id,
-                                "REMOVE",
-                                now,
-                            ),
-                        )
-                        .await?;
-                        self.state.provisioning_wake.notify_one();
+                        let keep = intent.intent == "SET" && *state == "SET";
+                        outbox::finish(conn, intent.id, keep, detail).await?;
+                        tracing::info!(state, reason = %reason, "intent settled");
+                        // Revoked while the write was in flight without closing it: remove
+                        // it again.
+                        let code =
+                            outbox::code_window(conn, &intent.tenant_id, door.code_id).await?;
+                        if *state == "SET" && code.is_some_and(|c| c.status != "ACTIVE") {
+                            remove_again(conn, intent, *passcode, now).await?;
+                            return Ok(true);
+                        }
                     }
-                }
-                Settle::Retry {
-                    after,
-                    next_generation,
-                    reason,
-                    error,
-                } => {
-                    let state = match (intent.intent.as_str(), door.sync_state.as_str()) {
-                        ("SET", "SETTING") => "PENDING",
-                        (_, state) => state,
-                    };
-                    outbox::set_door_state(
-                        conn,
-                        door.code_id,
-                        door.door_id,
-                        state,
+                    Settle::Retry {
+                        after,
+                        next_generation,
                         reason,
                         error,
-                        door.lock_passcode_id,
-                    )
-                    .await?;
-                    outbox::retry(conn, intent.id, now + *after, *next_generation, error).await?;
-                    tracing::info!(error = %error, "intent retried later");
+                    } => {
+                        let state = match (intent.intent.as_str(), current.sync_state.as_str()) {
+                            ("SET", "SETTING") => "PENDING",
+                            (_, state) => state,
+                        };
+                        outbox::set_door_state(
+                            conn,
+                            door.code_id,
+                            door.door_id,
+                            state,
+                            reason,
+                            error,
+                            current.lock_passcode_id,
+                        )
+                        .await?;
+                        outbox::retry(conn, intent.id, now + *after, *next_generation, error)
+                            .await?;
+                        tracing::info!(error = %error, "intent retried later");
+                    }
                 }
-            }
-            Ok::<_, diesel::result::Error>(())
-        })
-        .await?;
+                Ok::<_, diesel::result::Error>(false)
+            })
+            .await?;
+        if woke {
+            self.state.provisioning_wake.notify_one();
+        }
         Ok(())
     }
 
@@ -646,7 +692,7 @@ impl Worker {
 
     async fn set_in_flight(&self, door: &CodeDoor) -> bool {
         match self.state.pool.get().await {
-            Ok(mut conn) => outbox::has_open(&mut conn, door.code_id, door.door_id, "SET")
+            Ok(mut conn) => outbox::set_may_be_running(&mut conn, door.code_id, door.door_id)
                 .await
                 .unwrap_or(true),
             Err(_) => true,
@@ -664,6 +710,82 @@ fn door_state(door: &CodeDoor) -> &'static str {
         "SETTING" => "SETTING",
         _ => "PENDING",
     }
+}
+
+/// The outcome of an intent that a newer one closed while it ran. The door's state
+/// belongs to the newer intent and is left alone, with one exception: a write that
+/// reached the lock, or may yet, for a code that no longer stands. The removal may
+/// already have looked and found nothing, so the code is removed again.
+async fn superseded(
+    conn: &mut diesel_async::AsyncPgConnection,
+    intent: &Intent,
+    current: &CodeDoor,
+    settle: &Settle,
+    now: DateTime<Utc>,
+) -> diesel::QueryResult<bool> {
+    let standing = outbox::code_window(conn, &intent.tenant_id, intent.code_id)
+        .await?
+        .is_some_and(|code| code.status == "ACTIVE");
+    if intent.intent == "SET" && settle.may_have_written() && !standing {
+        remove_again(
+            conn,
+            intent,
+            settle.passcode().or(current.lock_passcode_id),
+            now,
+        )
+        .await?;
+        outbox::release_closed(
+            conn,
+            intent.id,
+            "superseded; the write may have reached the lock after its removal, removed again",
+        )
+        .await?;
+        tracing::info!("a superseded write may be on the lock; removing it again");
+        return Ok(true);
+    }
+    let note = format!("superseded; outcome not recorded: {}", settle.describe());
+    outbox::release_closed(conn, intent.id, &note).await?;
+    tracing::info!(outcome = %settle.describe(), "outcome of a superseded intent not recorded");
+    Ok(false)
+}
+
+/// A code that no longer stands is (or may be) on the lock: any removal under way is
+/// replaced by a new one, which looks at the lock afresh.
+async fn remove_again(
+    conn: &mut diesel_async::AsyncPgConnection,
+    intent: &Intent,
+    passcode: Option<i64>,
+    now: DateTime<Utc>,
+) -> diesel::QueryResult<()> {
+    outbox::close_open(
+        conn,
+        intent.code_id,
+        intent.door_id,
+        Some("REMOVE"),
+        "superseded by a later removal",
+    )
+    .await?;
+    outbox::set_door_state(
+        conn,
+        intent.code_id,
+        intent.door_id,
+        "REMOVING",
+        "",
+        "set after it was revoked",
+        passcode,
+    )
+    .await?;
+    outbox::insert_intent(
+        conn,
+        &Intent::new(
+            &intent.tenant_id,
+            intent.code_id,
+            intent.door_id,
+            "REMOVE",
+            now,
+        ),
+    )
+    .await
 }
 
 /// Expires codes whose end has passed (each leaves its locks) and erases the sealed
