@@ -928,3 +928,139 @@ async fn a_revoked_code_leaves_the_lock_within_seconds_of_a_replica_dying_mid_re
         "the interrupted removal was asked about under its request id, then sent once more"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_revoked_as_its_replica_dies_is_removed_when_it_lands_late() {
+    // The write waits in lock-gateway while its code is revoked and its replica dies:
+    // nobody will report it, and it lands after the removal found the lock empty.
+    let mut w = World::new(1, settings()).await;
+    w.access.pop().unwrap().stop().await.unwrap();
+    let doomed = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let config = access_config(&w.db, &w.gateway.url(), &w.clock);
+    let deadline = Duration::from_millis(config.lock_gateway_timeout_ms);
+    {
+        let _inside = doomed.enter();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        doomed.spawn(access_service::run(
+            listener,
+            config,
+            std::future::pending(),
+        ));
+    }
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let front = DirectoryServiceClient::new(channel.clone())
+        .create_door(authorized(
+            pb::CreateDoorRequest {
+                door: Some(pb::Door {
+                    property_id: w.property.id.clone(),
+                    name: "Front".into(),
+                    r#type: pb::DoorType::Unit as i32,
+                    active: true,
+                    lock: Some(pb::LockBinding {
+                        account_id: w.account.clone(),
+                        lock_id: FRONT_DOOR,
+                    }),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &w.admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    w.sim.update_faults(|f| f.remote_latency_ms = 6000);
+    let mut codes = AccessCodeServiceClient::new(channel);
+    let code = codes
+        .issue_access_code(authorized(
+            pb::IssueAccessCodeRequest {
+                door_ids: vec![front],
+                grantee: Some(pb::Grantee {
+                    r#type: pb::GranteeType::Guest as i32,
+                    name: "Guest".into(),
+                    ..Default::default()
+                }),
+                purpose: pb::CodePurpose::Stay as i32,
+                r#type: pb::CodeType::Permanent as i32,
+                code: "583920".into(),
+                request_id: "orphan-1".into(),
+                ..Default::default()
+            },
+            &w.admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .access_code
+        .unwrap()
+        .id;
+    let writes = |finished: bool| {
+        format!(
+            "SELECT count(*) FROM gateway.passcode_operations \
+             WHERE operation ILIKE '%create%' AND finish_time IS {}NULL",
+            if finished { "NOT " } else { "" }
+        )
+    };
+    eventually("the write in flight", || async {
+        w.count(&writes(false)).await == 1
+    })
+    .await;
+    codes
+        .revoke_access_code(authorized(
+            pb::RevokeAccessCodeRequest {
+                id: code.clone(),
+                reason: "cancelled".into(),
+                request_id: "orphan-revoke".into(),
+            },
+            &w.admin,
+        ))
+        .await
+        .unwrap();
+    doomed.shutdown_background();
+    let _other = common::start_access(access_config(&w.db, &w.gateway.url(), &w.clock)).await;
+
+    // The removal looks at the lock (its retries run on the service's clock) once the
+    // dead worker's lease has lapsed, and finds nothing: the write has not landed yet.
+    let looked = "SELECT count(*) FROM access.provisioning_outbox WHERE intent = 'REMOVE' \
+                  AND (done_time IS NOT NULL OR last_error LIKE '%looking again%')";
+    eventually("the removal looking at the lock", || async {
+        w.clock.advance(Duration::from_millis(100));
+        w.count(looked).await == 1
+    })
+    .await;
+    assert_eq!(
+        w.count(&writes(true)).await,
+        0,
+        "the write landed too early"
+    );
+    // The write lands after the removal looked: the lock holds a revoked code.
+    eventually("the orphaned write landing", || async {
+        w.count(&writes(true)).await == 1
+    })
+    .await;
+    assert_eq!(w.sim.passcodes(FRONT_DOOR).len(), 1);
+    // Once lock-gateway's deadline for that write has passed, the removal looks again.
+    w.clock.advance(deadline + Duration::from_secs(16));
+    eventually("the revoked code off the lock", || async {
+        w.clock.advance(Duration::from_millis(500));
+        w.sim.passcodes(FRONT_DOOR).is_empty()
+    })
+    .await;
+    let state = format!(
+        "SELECT count(*) FROM access.access_code_doors WHERE code_id = '{code}' \
+         AND sync_state = 'REMOVED'"
+    );
+    eventually("the door REMOVED", || async { w.count(&state).await == 1 }).await;
+}

@@ -76,6 +76,11 @@ impl GatewayClient {
         })
     }
 
+    /// The deadline of each call.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// A request carrying the tenant's SERVICE credential, the current trace context and
     /// a deadline.
     fn request<T>(&self, tenant_id: &str, message: T) -> Result<tonic::Request<T>> {

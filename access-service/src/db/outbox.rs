@@ -422,6 +422,25 @@ pub async fn set_may_be_running(
     .await
 }
 
+/// SET intents of a code's door that a revocation closed while a worker held them and
+/// whose worker never reported (its replica stopped): their write may still be
+/// carried out by lock-gateway.
+pub async fn orphaned_sets(
+    conn: &mut AsyncPgConnection,
+    code_id: Uuid,
+    door_id: Uuid,
+) -> QueryResult<Vec<Uuid>> {
+    provisioning_outbox::table
+        .filter(provisioning_outbox::code_id.eq(code_id))
+        .filter(provisioning_outbox::door_id.eq(door_id))
+        .filter(provisioning_outbox::intent.eq("SET"))
+        .filter(provisioning_outbox::done_time.is_not_null())
+        .filter(provisioning_outbox::lease_until.is_not_null())
+        .select(provisioning_outbox::id)
+        .load(conn)
+        .await
+}
+
 /// The newest sealed copy of a code for a door, with the intent it is bound to.
 pub async fn latest_sealed(
     conn: &mut AsyncPgConnection,

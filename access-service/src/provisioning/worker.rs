@@ -90,6 +90,9 @@ impl Settle {
     }
 }
 
+/// Time beyond lock-gateway's call deadline before an orphaned write is taken as done.
+const ORPHAN_MARGIN: chrono::Duration = chrono::Duration::seconds(15);
+
 /// lock-gateway's answer to a request id first used for a request of another shape.
 const REQUEST_ID_REUSED: &str = "REQUEST_ID_REUSED";
 
@@ -612,6 +615,9 @@ impl Worker {
                         };
                     }
                     None => {
+                        if let Some(later) = self.after_orphaned_write(door).await {
+                            return later;
+                        }
                         return Settle::Done(
                             "REMOVED",
                             String::new(),
@@ -687,6 +693,39 @@ impl Worker {
             PasscodeAnswer::Refused(error) => {
                 Settle::Done("FAILED", "REFUSED".to_owned(), error, Some(passcode))
             }
+        }
+    }
+
+    /// A write revoked while its replica stopped was never reported: lock-gateway may
+    /// still carry it out after this removal found nothing. The removal looks again once
+    /// lock-gateway's deadline for that write has surely passed; the orphan is let go so
+    /// the next look settles.
+    async fn after_orphaned_write(&self, door: &CodeDoor) -> Option<Settle> {
+        let orphans = async {
+            let mut conn = self.state.pool.get().await.ok()?;
+            let orphans = outbox::orphaned_sets(&mut conn, door.code_id, door.door_id)
+                .await
+                .ok()?;
+            for id in &orphans {
+                let note = "its replica stopped before it answered; the removal looks again";
+                outbox::release_closed(&mut conn, *id, note).await.ok()?;
+            }
+            Some(orphans.len())
+        }
+        .await;
+        match orphans {
+            Some(0) => None,
+            // Unknown: look again rather than settle on a guess.
+            Some(_) | None => Some(Settle::Retry {
+                after: chrono::Duration::from_std(self.state.gateway.timeout())
+                    .unwrap_or(chrono::Duration::seconds(45))
+                    + ORPHAN_MARGIN,
+                next_generation: false,
+                reason: String::new(),
+                error: "a write revoked while its replica stopped may still reach the lock; \
+                        looking again after lock-gateway's deadline"
+                    .to_owned(),
+            }),
         }
     }
 
