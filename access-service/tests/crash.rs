@@ -8,7 +8,6 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
 
 use latchkey::pb::access::v1 as pb;
 use latchkey::pb::access::v1::access_service_client::AccessServiceClient;
@@ -18,15 +17,6 @@ use latchkey::pb::access::v1::rule_service_client::RuleServiceClient;
 use latchkey::testkit::{TEST_JWT_SECRET, authorized, token};
 use tokio::process::{Child, Command};
 use tokio::sync::{Mutex, Notify};
-use tonic::transport::{Channel, Endpoint};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn spawn(database_url: &str, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_access-service"))
@@ -47,27 +37,12 @@ fn spawn(database_url: &str, port: u16) -> Child {
         .unwrap()
 }
 
-/// Connects once the process listens (it was just started; nothing else to wait on).
-async fn connect(port: u16) -> Channel {
-    for _ in 0..500 {
-        if let Ok(channel) = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-            .unwrap()
-            .connect()
-            .await
-        {
-            return channel;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("access-service never listened on {port}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_service_loses_no_answered_decision() {
     let db = common::database().await;
-    let port = free_port();
+    let port = common::free_port();
     let mut child = spawn(db.url(), port);
-    let channel = connect(port).await;
+    let channel = common::connect(port).await;
     let admin = token("t1", "admin", &["ADMIN"]);
 
     let mut directory = DirectoryServiceClient::new(channel.clone());
@@ -181,7 +156,7 @@ async fn a_killed_service_loses_no_answered_decision() {
     assert!(acknowledged.len() >= 400);
 
     let _restarted = spawn(db.url(), port);
-    let channel = connect(port).await;
+    let channel = common::connect(port).await;
     let sql = db.client().await;
     for (request_id, sequence) in &acknowledged {
         let stored: String = sql

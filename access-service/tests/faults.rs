@@ -19,7 +19,7 @@ use latchkey::testkit::{TEST_JWT_SECRET, TestDb, authorized, token};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// A lock-gateway address that accepts connections and never answers; `accepted` is
 /// notified for each connection.
@@ -249,33 +249,11 @@ async fn a_door_without_a_lock_records_no_outcome_and_no_failure() {
     assert_eq!((stats.total, stats.failures), (8, 0), "{stats:?}");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn connect(port: u16) -> Channel {
-    for _ in 0..500 {
-        if let Ok(channel) = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-            .unwrap()
-            .connect()
-            .await
-        {
-            return channel;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("access-service never listened on {port}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_abandons_an_unlock_at_the_grace_and_records_it_first() {
     let db = common::database().await;
     let (gateway, accepted) = silent_gateway().await;
-    let port = free_port();
+    let port = common::free_port();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_access-service"))
         .arg("serve")
         .env("DATABASE_URL", db.url())
@@ -296,7 +274,7 @@ async fn sigterm_abandons_an_unlock_at_the_grace_and_records_it_first() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let channel = connect(port).await;
+    let channel = common::connect(port).await;
     let admin = token("villa", "admin", &["ADMIN"]);
     let (locked, _, user) = seed(channel.clone(), &admin).await;
     let mut access = AccessServiceClient::new(channel);
