@@ -7,7 +7,10 @@
 use latchkey::auth::Caller;
 use latchkey::error::ApiError;
 
-use crate::db::request_fingerprints;
+use crate::db::request_fingerprints::{
+    self,
+    RequestIdTable::{Creates, Unlocks},
+};
 use crate::error::Result;
 use crate::state::AppState;
 
@@ -74,8 +77,9 @@ pub async fn retention_job(
             let mut forgotten = 0;
             loop {
                 let unlocks =
-                    crate::db::unlock_requests::forget_before(&mut conn, before, BATCH).await?;
-                let creates = request_fingerprints::forget_before(&mut conn, before, BATCH).await?;
+                    request_fingerprints::forget_before(&mut conn, Unlocks, before, BATCH).await?;
+                let creates =
+                    request_fingerprints::forget_before(&mut conn, Creates, before, BATCH).await?;
                 forgotten += unlocks + creates;
                 if unlocks < BATCH as usize && creates < BATCH as usize {
                     return Ok::<_, crate::error::Error>(forgotten);

@@ -52,18 +52,31 @@ pub async fn release(
         .map(|_| ())
 }
 
-/// Forgets request ids first used before `before`, at most `limit` of them.
+/// Forgets request ids first used before `before` in `table` (`unlock_requests` or
+/// `request_fingerprints`, both keyed by age on `create_time`), at most `limit` of them.
 pub async fn forget_before(
     conn: &mut AsyncPgConnection,
+    table: RequestIdTable,
     before: chrono::DateTime<chrono::Utc>,
     limit: i64,
 ) -> QueryResult<usize> {
-    diesel::sql_query(
-        "DELETE FROM request_fingerprints WHERE ctid IN \
-         (SELECT ctid FROM request_fingerprints WHERE create_time < $1 LIMIT $2)",
-    )
+    let table = match table {
+        RequestIdTable::Unlocks => "unlock_requests",
+        RequestIdTable::Creates => "request_fingerprints",
+    };
+    diesel::sql_query(format!(
+        "DELETE FROM {table} WHERE ctid IN \
+         (SELECT ctid FROM {table} WHERE create_time < $1 LIMIT $2)"
+    ))
     .bind::<diesel::sql_types::Timestamptz, _>(before)
     .bind::<diesel::sql_types::BigInt, _>(limit)
     .execute(conn)
     .await
+}
+
+/// The tables that remember request ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestIdTable {
+    Unlocks,
+    Creates,
 }

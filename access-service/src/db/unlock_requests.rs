@@ -79,19 +79,3 @@ pub async fn release(
         .await
         .map(|_| ())
 }
-
-/// Forgets request ids claimed before `before`, at most `limit` of them.
-pub async fn forget_before(
-    conn: &mut AsyncPgConnection,
-    before: chrono::DateTime<chrono::Utc>,
-    limit: i64,
-) -> QueryResult<usize> {
-    diesel::sql_query(
-        "DELETE FROM unlock_requests WHERE ctid IN \
-         (SELECT ctid FROM unlock_requests WHERE create_time < $1 LIMIT $2)",
-    )
-    .bind::<diesel::sql_types::Timestamptz, _>(before)
-    .bind::<diesel::sql_types::BigInt, _>(limit)
-    .execute(conn)
-    .await
-}
