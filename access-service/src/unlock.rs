@@ -15,7 +15,6 @@
 use latchkey::auth::{Caller, roles};
 use latchkey::error::{ApiError, FieldViolations};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::access::{self, Attempt, Decided};
@@ -54,14 +53,15 @@ const OP_UNLOCK: &str = "UNLOCK";
 const OP_EMERGENCY: &str = "EMERGENCY_UNLOCK";
 const MAX_EMERGENCY_REASON_LEN: usize = 500;
 
-/// What identifies a request: every field that shapes what it does, each length-prefixed.
-fn fingerprint(parts: &[&str]) -> Vec<u8> {
-    let mut hash = Sha256::new();
+/// What identifies a request: every field that shapes what it does, each
+/// length-prefixed, under the keyed digest creates use too.
+fn fingerprint(state: &AppState, operation: &str, parts: &[&str]) -> Vec<u8> {
+    let mut message = Vec::new();
     for part in parts {
-        hash.update((part.len() as u64).to_be_bytes());
-        hash.update(part.as_bytes());
+        message.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        message.extend_from_slice(part.as_bytes());
     }
-    hash.finalize().to_vec()
+    state.code_keys.request_fingerprint(operation, &message)
 }
 
 /// Claims the request id; `Some` with the first call's answer when it was made before.
@@ -118,13 +118,16 @@ pub async fn unlock(
     access::check_unlock_attempt(&attempt)?;
     let tenant = caller.tenant_id.as_str();
     let request_id = attempt.request_id.clone();
-    let print = fingerprint(&[
+    let print = fingerprint(
+        state,
         OP_UNLOCK,
-        &caller.user_id,
-        &attempt.door_id,
-        &attempt.user_id,
-        &attempt.client_ip,
-    ]);
+        &[
+            &caller.user_id,
+            &attempt.door_id,
+            &attempt.user_id,
+            &attempt.client_ip,
+        ],
+    );
     if let Some(first) = claim(state, tenant, &request_id, &print).await? {
         return Ok(Answered::Replayed(first));
     }
@@ -314,13 +317,16 @@ pub async fn emergency_unlock(
     let Some(door) = snapshot.doors.get(&door_id).cloned() else {
         return Err(ApiError::not_found("door", &request.door_id).into());
     };
-    let print = fingerprint(&[
+    let print = fingerprint(
+        state,
         OP_EMERGENCY,
-        &caller.user_id,
-        &request.door_id,
-        reason,
-        &request.client_ip,
-    ]);
+        &[
+            &caller.user_id,
+            &request.door_id,
+            reason,
+            &request.client_ip,
+        ],
+    );
     if let Some(first) = claim(state, tenant, &request.request_id, &print).await? {
         return Ok(Answered::Replayed(first));
     }

@@ -3,8 +3,9 @@
 CREATE TABLE unlock_requests (
     tenant_id    TEXT NOT NULL,
     request_id   TEXT NOT NULL,
-    -- SHA-256 of the request as first made (operation, caller, door, user, address,
-    -- reason): a repeat must match it.
+    -- Keyed digest (HMAC under a key derived from ACCESS_CODE_KEY, as for creates) of the
+    -- request as first made (operation, caller, door, user, address, reason): a repeat
+    -- must match it.
     fingerprint  BYTEA NOT NULL,
     -- The encoded answer: first with the outcome not yet known, then final.
     response     BYTEA,
