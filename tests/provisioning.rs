@@ -780,15 +780,12 @@ async fn every_interleaving_of_a_write_and_its_removal_ends_as_the_lock_is() {
     );
 }
 
-/// A replica dies while its removal of a revoked code is in flight and refused: the
-/// claim it held is taken over by a fresh replica within seconds (with the default
-/// lease), under the same request id first, and the code leaves the lock within 10 s
-/// of the stop while the gateway is reachable.
-#[tokio::test]
-async fn a_revoked_code_leaves_the_lock_within_seconds_of_a_replica_dying_mid_removal() {
-    let mut w = World::new(1, settings()).await;
-    w.access.pop().unwrap().stop().await.unwrap();
-    let lease = access_service::Config::new(w.db.url(), "unused").provisioning_lease_secs;
+/// A replica on a runtime of its own, which the test can stop abruptly, and a door of
+/// it bound to the front door lock: the runtime, a channel to the replica, the door id.
+async fn doomed_replica(
+    w: &World,
+    config: access_service::Config,
+) -> (tokio::runtime::Runtime, tonic::transport::Channel, String) {
     let doomed = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -797,8 +794,6 @@ async fn a_revoked_code_leaves_the_lock_within_seconds_of_a_replica_dying_mid_re
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     listener.set_nonblocking(true).unwrap();
-    let mut config = access_config(&w.db, &w.gateway.url(), &w.clock);
-    config.provisioning_lease_secs = lease;
     {
         let _inside = doomed.enter();
         let listener = tokio::net::TcpListener::from_std(listener).unwrap();
@@ -835,6 +830,21 @@ async fn a_revoked_code_leaves_the_lock_within_seconds_of_a_replica_dying_mid_re
         .unwrap()
         .into_inner()
         .id;
+    (doomed, channel, front)
+}
+
+/// A replica dies while its removal of a revoked code is in flight and refused: the
+/// claim it held is taken over by a fresh replica within seconds (with the default
+/// lease), under the same request id first, and the code leaves the lock within 10 s
+/// of the stop while the gateway is reachable.
+#[tokio::test]
+async fn a_revoked_code_leaves_the_lock_within_seconds_of_a_replica_dying_mid_removal() {
+    let mut w = World::new(1, settings()).await;
+    w.access.pop().unwrap().stop().await.unwrap();
+    let lease = access_service::Config::new(w.db.url(), "unused").provisioning_lease_secs;
+    let mut config = access_config(&w.db, &w.gateway.url(), &w.clock);
+    config.provisioning_lease_secs = lease;
+    let (doomed, channel, front) = doomed_replica(&w, config).await;
     let mut codes = AccessCodeServiceClient::new(channel);
     let code = codes
         .issue_access_code(authorized(
@@ -935,52 +945,9 @@ async fn a_write_revoked_as_its_replica_dies_is_removed_when_it_lands_late() {
     // nobody will report it, and it lands after the removal found the lock empty.
     let mut w = World::new(1, settings()).await;
     w.access.pop().unwrap().stop().await.unwrap();
-    let doomed = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    listener.set_nonblocking(true).unwrap();
     let config = access_config(&w.db, &w.gateway.url(), &w.clock);
     let deadline = Duration::from_millis(config.lock_gateway_timeout_ms);
-    {
-        let _inside = doomed.enter();
-        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        doomed.spawn(access_service::run(
-            listener,
-            config,
-            std::future::pending(),
-        ));
-    }
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let front = DirectoryServiceClient::new(channel.clone())
-        .create_door(authorized(
-            pb::CreateDoorRequest {
-                door: Some(pb::Door {
-                    property_id: w.property.id.clone(),
-                    name: "Front".into(),
-                    r#type: pb::DoorType::Unit as i32,
-                    active: true,
-                    lock: Some(pb::LockBinding {
-                        account_id: w.account.clone(),
-                        lock_id: FRONT_DOOR,
-                    }),
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-            &w.admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
+    let (doomed, channel, front) = doomed_replica(&w, config).await;
     w.sim.update_faults(|f| f.remote_latency_ms = 6000);
     let mut codes = AccessCodeServiceClient::new(channel);
     let code = codes
