@@ -11,11 +11,14 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use crate::cluster::Cluster;
+use crate::cluster::tokens::DbTokens;
 use crate::crypto::Sealer;
 use crate::db::accounts::{self, AccountSummary, Registered, SealedAccount};
 use crate::error::Result;
 use crate::fingerprint::Fingerprint;
 use crate::ttlock::client::DEFAULT_BASE_URL;
+use crate::ttlock::client::Sharing;
 use crate::ttlock::{AccountConfig, ClientConfig, Password, SharedClock, TtlockClient, md5_hex};
 
 /// An account to register, as the caller gave it.
@@ -35,13 +38,14 @@ fn context(account: Uuid, column: &str) -> String {
     format!("ttlock_accounts/{account}/{column}")
 }
 
-/// Built clients, one per account, shared so an account's token, rate limit and gateway
-/// serialisation hold across every call.
+/// Built clients, one per account, whose token, pace and gateway turns are shared with
+/// every replica through [`Cluster`].
 #[derive(Clone)]
 pub struct Accounts {
     sealer: Sealer,
     client_config: ClientConfig,
     clock: SharedClock,
+    cluster: Cluster,
     clients: Arc<Mutex<HashMap<Uuid, TtlockClient>>>,
 }
 
@@ -104,11 +108,17 @@ fn replay(earlier: Registered, fingerprint: Option<&[u8]>) -> Result<AccountSumm
 }
 
 impl Accounts {
-    pub fn new(sealer: Sealer, client_config: ClientConfig, clock: SharedClock) -> Self {
+    pub fn new(
+        sealer: Sealer,
+        client_config: ClientConfig,
+        clock: SharedClock,
+        cluster: Cluster,
+    ) -> Self {
         Self {
             sealer,
             client_config,
             clock,
+            cluster,
             clients: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -161,8 +171,8 @@ impl Accounts {
             Password::Md5(password_md5.clone()),
         )
         .with_base_url(base_url.clone());
-        let client = TtlockClient::new(config, self.client_config.clone(), self.clock.clone())
-            .map_err(|e| ApiError::internal(format!("building the TTLock client: {e}")))?;
+        // Paced with the account's other traffic; the token is stored once registered.
+        let client = self.build(config, None)?;
         client.authenticate().await.map_err(|error| {
             tracing::info!(code = ?error.code(), "TTLock login refused at registration");
             ApiError::failed_precondition(
@@ -206,7 +216,13 @@ impl Accounts {
             // Another call with this request id registered first, meanwhile.
             return replay(stored, fingerprint.as_deref());
         }
-        self.clients.lock().await.insert(id, client);
+        if let Some(token) = client.token().await {
+            // Every replica starts from this token instead of logging in again; one
+            // that cannot be stored is only a login more.
+            if let Err(error) = self.tokens(pool, id).seed(&token).await {
+                tracing::warn!(%error, "storing the registration's TTLock token failed");
+            }
+        }
         Ok(stored.account)
     }
 
@@ -224,6 +240,30 @@ impl Accounts {
         }
         self.clients.lock().await.remove(&account);
         Ok(())
+    }
+
+    fn tokens(&self, pool: &latchkey::db::DbPool, account: Uuid) -> DbTokens {
+        DbTokens::new(pool.clone(), self.sealer.clone(), account)
+    }
+
+    /// A client sharing pace and turns with the other replicas, and its token too when
+    /// `tokens` is given.
+    fn build(&self, config: AccountConfig, tokens: Option<DbTokens>) -> Result<TtlockClient> {
+        let sharing = Sharing {
+            coordinator: self.cluster.coordinator(
+                &config,
+                self.client_config.requests_per_second,
+                self.client_config.burst,
+            ),
+            tokens: tokens.map(|tokens| std::sync::Arc::new(tokens) as _),
+        };
+        TtlockClient::shared(
+            config,
+            self.client_config.clone(),
+            self.clock.clone(),
+            sharing,
+        )
+        .map_err(|e| ApiError::internal(format!("building the TTLock client: {e}")).into())
     }
 
     /// The client of one of the tenant's accounts, built from its sealed credentials on
@@ -262,8 +302,7 @@ impl Accounts {
             Password::Md5(open(&sealed.password_md5_enc, "password_md5")?),
         )
         .with_base_url(sealed.base_url.clone());
-        let client = TtlockClient::new(config, self.client_config.clone(), self.clock.clone())
-            .map_err(|e| ApiError::internal(format!("building the TTLock client: {e}")))?;
+        let client = self.build(config, Some(self.tokens(pool, account)))?;
         let mut clients = self.clients.lock().await;
         Ok(clients.entry(account).or_insert(client).clone())
     }

@@ -68,9 +68,17 @@ pub struct Config {
     /// Earlier keys still accepted for reading, as `id=hex,id=hex`, during a rotation.
     #[arg(long, env = "GATEWAY_PREVIOUS_ENCRYPTION_KEYS", hide_env_values = true, value_parser = latchkey::auth::parse_secret)]
     pub previous_encryption_keys: Option<SecretString>,
-    /// Most TTLock requests per second per account.
+    /// Most TTLock requests per second per TTLock account, summed over all replicas.
     #[arg(long, env = "TTLOCK_REQUESTS_PER_SECOND", default_value_t = 5.0)]
     pub ttlock_requests_per_second: f64,
+    /// TTLock requests an account may send at once after a quiet spell, summed over all
+    /// replicas.
+    #[arg(long, env = "TTLOCK_BURST", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub ttlock_burst: u32,
+    /// How long a gateway's turn outlives the last renewal by its replica, in seconds: a
+    /// replica that dies holding a gateway frees it this long after.
+    #[arg(long, env = "GATEWAY_TURN_LEASE_SECS", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub gateway_turn_lease_secs: u64,
     /// Deadline of gateway-relayed TTLock commands (unlock, lock, passcodes), in seconds.
     #[arg(long, env = "TTLOCK_REMOTE_TIMEOUT_SECS", default_value_t = 40)]
     pub ttlock_remote_timeout_secs: u64,
@@ -130,6 +138,8 @@ impl Config {
             encryption_key_id: "k1".to_owned(),
             previous_encryption_keys: None,
             ttlock_requests_per_second: 50.0,
+            ttlock_burst: 5,
+            gateway_turn_lease_secs: 4,
             ttlock_remote_timeout_secs: 40,
             callback_addr: None,
             callback_secret: None,
@@ -151,9 +161,14 @@ impl Config {
     pub fn ttlock_client(&self) -> crate::ttlock::ClientConfig {
         crate::ttlock::ClientConfig {
             requests_per_second: self.ttlock_requests_per_second.max(0.1),
+            burst: self.ttlock_burst.max(1),
             remote_timeout: Duration::from_secs(self.ttlock_remote_timeout_secs.max(30)),
             ..crate::ttlock::ClientConfig::default()
         }
+    }
+
+    pub fn gateway_turn_lease(&self) -> Duration {
+        Duration::from_secs(self.gateway_turn_lease_secs.max(1))
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -4,6 +4,8 @@
 //! until `shutdown` resolves, then drains in-flight calls.
 
 pub mod accounts;
+pub mod announcements;
+pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod db;
@@ -119,7 +121,8 @@ pub async fn run_with_callbacks(
             tower::ServiceBuilder::new()
                 .layer(grpc_trace_layer())
                 .layer(AuthLayer::new(verifier, grpc::policy))
-                .layer(RequestCheckLayer),
+                .layer(RequestCheckLayer)
+                .layer(grpc::deadline::DeadlineLayer),
         )
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -255,18 +258,25 @@ async fn start(
             return Ok(());
         }
     };
+    let announcements = announcements::Hub::new(&[db::events::CHANNEL, cluster::turns::CHANNEL]);
+    let cluster = cluster::Cluster::new(
+        pool.clone(),
+        announcements.clone(),
+        config.gateway_turn_lease(),
+    );
     let state = AppState {
         pool: pool.clone(),
         accounts: accounts::Accounts::new(
             sealer.clone(),
             config.ttlock_client(),
             config.clock.clone().unwrap_or_else(ttlock::clock::system),
+            cluster.clone(),
         ),
         remote_timeout: chrono::Duration::from_std(config.ttlock_client().remote_timeout)
             .unwrap_or(chrono::Duration::seconds(40)),
         low_battery_percent: config.low_battery_percent,
         inbox_wake: Arc::new(Notify::new()),
-        events: events::watch::Hub::new(),
+        announcements,
         shutdown: shutdown.clone(),
     };
     let mut started = lock(&started);
@@ -274,7 +284,13 @@ async fn start(
         return Ok(());
     }
     started.background = vec![
-        tokio::spawn(state.events.clone().listen(config.db.database_url.clone())),
+        tokio::spawn(
+            state
+                .announcements
+                .clone()
+                .listen(config.db.database_url.clone()),
+        ),
+        cluster.spawn_heartbeat(),
         events::inbox::Publisher {
             pool: pool.clone(),
             sealer: sealer.clone(),

@@ -15,8 +15,8 @@ pub struct AppState {
     pub low_battery_percent: i32,
     /// Wakes the callback publisher.
     pub inbox_wake: Arc<Notify>,
-    /// Announcements of new device events, for watchers.
-    pub events: crate::events::watch::Hub,
+    /// Database announcements: new device events, freed gateway turns.
+    pub announcements: crate::announcements::Hub,
     /// Turns true when the server begins to shut down: long-lived streams end.
     pub shutdown: watch::Receiver<bool>,
 }

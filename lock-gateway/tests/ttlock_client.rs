@@ -8,6 +8,7 @@ use lock_gateway::sim::{
     Faults, Fixture, FixtureAccount, FixtureGateway, FixtureLock, InjectedFailure, SimConfig,
     SimHandle, Simulator,
 };
+use lock_gateway::ttlock::discipline::within_deadline;
 use lock_gateway::ttlock::types::BoltState;
 use lock_gateway::ttlock::{
     AccountConfig, ClientConfig, Error, ErrorClass, ErrorCode, ManualClock, PasscodeChange,
@@ -316,6 +317,8 @@ async fn busy_gateway_is_retried_with_backoff_then_succeeds() {
         .expect("third attempt");
     assert_eq!(path_count(&env.sim, "/v3/lock/detail"), 3);
 
+    // A busy refusal proves the command was not relayed: it is sent again as long as
+    // the deadline allows, not a fixed number of times.
     env.sim.set_faults(Faults {
         inject: vec![
             InjectedFailure::errcode(-3003)
@@ -324,14 +327,33 @@ async fn busy_gateway_is_retried_with_backoff_then_succeeds() {
         ],
         ..Faults::default()
     });
-    let error = env.client.unlock(FIRST_LOCK).await.expect_err("gives up");
+    env.client
+        .unlock(FIRST_LOCK)
+        .await
+        .expect("sent until the gateway is free");
+    assert_eq!(path_count(&env.sim, "/v3/lock/unlock"), 3 + 11);
+    assert_eq!(env.sim.unlock_count(FIRST_LOCK), 2);
+
+    // Busy past the caller's deadline: given up before it, the bolt never moved.
+    env.sim.set_faults(Faults {
+        inject: vec![
+            InjectedFailure::errcode(-3003)
+                .on("/v3/lock/unlock")
+                .times(100_000),
+        ],
+        ..Faults::default()
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+    let error = within_deadline(deadline, env.client.unlock(FIRST_LOCK))
+        .await
+        .expect_err("gives up");
+    assert!(tokio::time::Instant::now() <= deadline, "answered in time");
     assert_eq!(error.code(), Some(ErrorCode::GatewayBusy));
-    assert_eq!(
-        path_count(&env.sim, "/v3/lock/unlock"),
-        3 + 4,
-        "bounded attempts"
+    assert!(
+        path_count(&env.sim, "/v3/lock/unlock") > 3 + 11 + 3,
+        "retried until the deadline"
     );
-    assert_eq!(env.sim.unlock_count(FIRST_LOCK), 1);
+    assert_eq!(env.sim.unlock_count(FIRST_LOCK), 2);
 }
 
 #[tokio::test]

@@ -148,3 +148,62 @@ struct Due {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
     id: Uuid,
 }
+
+/// An account's shared TTLock token, sealed (`crate::cluster::tokens`).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = ttlock_accounts)]
+pub struct SealedToken {
+    pub token_version: i64,
+    pub token_key_id: Option<String>,
+    pub access_token_enc: Option<Vec<u8>>,
+    pub refresh_token_enc: Option<Vec<u8>>,
+    pub ttlock_uid: Option<i64>,
+    pub token_expires_at: Option<DateTime<Utc>>,
+}
+
+/// The stored token of account `id`; `lock` holds the row until the transaction ends,
+/// so one replica at a time renews it.
+pub async fn token(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    lock: bool,
+) -> QueryResult<Option<SealedToken>> {
+    let query = ttlock_accounts::table
+        .filter(ttlock_accounts::id.eq(id))
+        .select(SealedToken::as_select());
+    if lock {
+        query.for_update().first(conn).await.optional()
+    } else {
+        query.first(conn).await.optional()
+    }
+}
+
+/// A new token for account `id`, as the next version; returns that version. With
+/// `only_first`, only an account that never had a stored token takes it.
+pub async fn store_token(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    token: &SealedToken,
+    only_first: bool,
+) -> QueryResult<Option<i64>> {
+    let mut query = diesel::update(ttlock_accounts::table)
+        .filter(ttlock_accounts::id.eq(id))
+        .into_boxed();
+    if only_first {
+        query = query.filter(ttlock_accounts::token_version.eq(0));
+    }
+    query
+        .set((
+            ttlock_accounts::token_key_id.eq(&token.token_key_id),
+            ttlock_accounts::access_token_enc.eq(&token.access_token_enc),
+            ttlock_accounts::refresh_token_enc.eq(&token.refresh_token_enc),
+            ttlock_accounts::ttlock_uid.eq(token.ttlock_uid),
+            ttlock_accounts::token_expires_at.eq(token.token_expires_at),
+            ttlock_accounts::token_version.eq(ttlock_accounts::token_version + 1),
+            ttlock_accounts::update_time.eq(Utc::now()),
+        ))
+        .returning(ttlock_accounts::token_version)
+        .get_result(conn)
+        .await
+        .optional()
+}

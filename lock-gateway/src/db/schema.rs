@@ -20,6 +20,8 @@ diesel::table! {
         update_time -> Timestamptz,
         next_sync_time -> Timestamptz,
         request_fingerprint -> Nullable<Bytea>,
+        token_key_id -> Nullable<Text>,
+        token_version -> Int8,
     }
 }
 

@@ -5,15 +5,13 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use latchkey::db::DbPool;
 use latchkey::pb::gateway::v1 as pb;
-use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{broadcast, mpsc, watch};
-use tokio_postgres::AsyncMessage;
 use tonic::Status;
 use tracing::Instrument;
 
+use crate::announcements::Hub;
 use crate::db::events::{self, CHANNEL};
 use crate::error::Error;
 
@@ -21,73 +19,6 @@ use crate::error::Error;
 const BATCH: i64 = 256;
 /// A backstop read while no announcement arrives (a lost listener connection).
 const IDLE_POLL: Duration = Duration::from_secs(2);
-
-/// Fans PostgreSQL's announcements out to the watchers of this process.
-#[derive(Debug, Clone)]
-pub struct Hub {
-    sender: broadcast::Sender<String>,
-}
-
-impl Default for Hub {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Hub {
-    pub fn new() -> Self {
-        Self {
-            sender: broadcast::channel(1024).0,
-        }
-    }
-
-    /// Follows the channel until aborted, reconnecting when the connection drops.
-    pub async fn listen(self, database_url: SecretString) {
-        loop {
-            if let Err(error) = self.listen_once(&database_url).await {
-                tracing::warn!(%error, "device event announcements lost; watchers poll until they return");
-            }
-            // Whatever was announced meanwhile is picked up by the watchers' polls.
-            let _ = self.sender.send(String::new());
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    async fn listen_once(&self, database_url: &SecretString) -> Result<(), tokio_postgres::Error> {
-        let (client, mut connection) =
-            tokio_postgres::connect(database_url.expose_secret(), tokio_postgres::NoTls).await?;
-        let (forward, mut announced) = mpsc::unbounded_channel();
-        let driver = tokio::spawn(async move {
-            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-            while let Some(message) = messages.next().await {
-                match message {
-                    Ok(AsyncMessage::Notification(note)) => {
-                        if forward.send(note.payload().to_owned()).is_err() {
-                            break;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(error) => return Err(error),
-                }
-            }
-            Ok(())
-        });
-        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-        while let Some(tenant) = announced.recv().await {
-            // No receivers is fine: nobody watches.
-            let _ = self.sender.send(tenant);
-        }
-        drop(client);
-        match driver.await {
-            Ok(result) => result,
-            Err(_) => Ok(()),
-        }
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<String> {
-        self.sender.subscribe()
-    }
-}
 
 /// The stream of the tenant's events after `after`; it ends when the server shuts down
 /// or the client goes away.
@@ -133,7 +64,7 @@ pub fn stream(
                 loop {
                     tokio::select! {
                         announced = announcements.recv() => match announced {
-                            Ok(tenant) if tenant == tenant_id || tenant.is_empty() => break,
+                            Ok(news) if news.concerns(CHANNEL, &tenant_id) => break,
                             Ok(_) => {}
                             Err(broadcast::error::RecvError::Lagged(_)) => break,
                             Err(broadcast::error::RecvError::Closed) => return,

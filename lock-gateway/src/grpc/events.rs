@@ -24,7 +24,7 @@ pub async fn watch_device_events(
     }
     let stream = crate::events::watch::stream(
         state.pool.clone(),
-        &state.events,
+        &state.announcements,
         caller.tenant_id,
         after,
         state.shutdown.clone(),

@@ -1,5 +1,6 @@
 //! The gRPC surface: thin methods that unpack requests, call domain code and convert.
 
+pub mod deadline;
 pub mod events;
 pub mod gateway;
 pub mod locks;

@@ -188,6 +188,8 @@ pub fn failure(error: &Error) -> Failure {
         Error::Http { .. } | Error::Timeout | Error::Connect(_) | Error::Transport(_) => {
             ("TTLOCK_ERROR", true)
         }
+        Error::NoTurn => ("GATEWAY_BUSY", true),
+        Error::Coordination(_) => ("UNAVAILABLE", true),
         Error::Decode(_) | Error::Config(_) | Error::Unconfirmed { .. } => ("TTLOCK_ERROR", false),
     };
     Failure {

@@ -2,6 +2,9 @@
 //! ahead of expiry and when TTLock refuses the token, log in again when the refresh
 //! token is refused.
 
+use std::fmt;
+
+use futures_util::future::BoxFuture;
 use md5::{Digest as _, Md5};
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -43,47 +46,118 @@ pub struct TokenSet {
     pub expires_at_ms: i64,
 }
 
+/// A token as a [`TokenStore`] keeps it: `version` changes with every renewal.
+#[derive(Debug, Clone)]
+pub struct StoredToken {
+    pub token: TokenSet,
+    pub version: i64,
+}
+
+/// Renews a token, given the one stored (if any).
+pub type Renewal<'a> =
+    Box<dyn FnOnce(Option<TokenSet>) -> BoxFuture<'a, Result<TokenSet>> + Send + 'a>;
+
+/// Where the replicas keep an account's token, so that one renewal serves them all:
+/// TTLock ends an account's older tokens when its refresh token is used, so replicas
+/// renewing on their own would refuse each other's tokens in turn.
+pub trait TokenStore: Send + Sync + fmt::Debug {
+    /// The stored token, if any.
+    fn load(&self) -> BoxFuture<'_, Result<Option<StoredToken>>>;
+    /// Runs `renew` while no other replica can and stores what it returns; unless the
+    /// stored version is no longer `seen` (another replica renewed meanwhile): then the
+    /// stored token is returned and `renew` does not run.
+    fn renew<'a>(
+        &'a self,
+        seen: Option<i64>,
+        renew: Renewal<'a>,
+    ) -> BoxFuture<'a, Result<StoredToken>>;
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct TokenState {
     pub current: Option<TokenSet>,
     /// Bumped on every new token so concurrent callers renew a refused token once.
     pub generation: u64,
+    /// The store's version of `current`, when a store keeps it.
+    pub stored: Option<i64>,
+}
+
+impl TokenState {
+    fn adopt(&mut self, token: TokenSet, stored: Option<i64>) -> SecretString {
+        let access = token.access_token.clone();
+        self.current = Some(token);
+        self.stored = stored;
+        self.generation += 1;
+        access
+    }
 }
 
 impl Inner {
     /// A token valid for at least the refresh margin, renewing it first if needed.
     pub(crate) async fn access_token(&self) -> Result<(SecretString, u64)> {
         let mut state = self.tokens.lock().await;
-        let margin = i64::try_from(self.config.refresh_margin.as_millis()).unwrap_or(i64::MAX);
-        let now = self.clock.now_ms();
         if let Some(current) = &state.current
-            && now < current.expires_at_ms.saturating_sub(margin)
+            && self.fresh(current)
         {
             return Ok((current.access_token.clone(), state.generation));
         }
-        let refresh = state.current.as_ref().map(|t| t.refresh_token.clone());
-        let fresh = self
-            .refresh_or_login(refresh.as_ref(), state.current.as_ref())
+        let Some(store) = &self.token_store else {
+            let fresh = self.renewed(state.current.clone()).await?;
+            let token = state.adopt(fresh, None);
+            return Ok((token, state.generation));
+        };
+        // Another replica may have renewed it already.
+        let stored = store.load().await?;
+        if let Some(stored) = &stored
+            && self.fresh(&stored.token)
+        {
+            let token = state.adopt(stored.token.clone(), Some(stored.version));
+            return Ok((token, state.generation));
+        }
+        let seen = stored.map(|stored| stored.version);
+        let renewed = store
+            .renew(seen, Box::new(|previous| Box::pin(self.renewed(previous))))
             .await?;
-        let token = fresh.access_token.clone();
-        state.current = Some(fresh);
-        state.generation += 1;
+        let token = state.adopt(renewed.token, Some(renewed.version));
         Ok((token, state.generation))
     }
 
-    /// Renews a token TTLock refused, unless another caller already did.
+    /// Renews a token TTLock refused, unless another caller (or, with a store, another
+    /// replica) already did.
     pub(crate) async fn renew(&self, refused_generation: u64) -> Result<()> {
         let mut state = self.tokens.lock().await;
         if state.generation != refused_generation {
             return Ok(());
         }
-        let refresh = state.current.as_ref().map(|t| t.refresh_token.clone());
-        let fresh = self
-            .refresh_or_login(refresh.as_ref(), state.current.as_ref())
-            .await?;
-        state.current = Some(fresh);
-        state.generation += 1;
+        match &self.token_store {
+            Some(store) => {
+                let renewed = store
+                    .renew(
+                        state.stored,
+                        Box::new(|previous| Box::pin(self.renewed(previous))),
+                    )
+                    .await?;
+                state.adopt(renewed.token, Some(renewed.version));
+            }
+            None => {
+                let fresh = self.renewed(state.current.clone()).await?;
+                state.adopt(fresh, None);
+            }
+        }
         Ok(())
+    }
+
+    /// Whether `token` stays valid beyond the refresh margin.
+    fn fresh(&self, token: &TokenSet) -> bool {
+        let margin = i64::try_from(self.config.refresh_margin.as_millis()).unwrap_or(i64::MAX);
+        self.clock.now_ms() < token.expires_at_ms.saturating_sub(margin)
+    }
+
+    /// A new token: refreshed from `previous`, or by logging in.
+    async fn renewed(&self, previous: Option<TokenSet>) -> Result<TokenSet> {
+        let refresh = previous.as_ref().map(|t| t.refresh_token.clone());
+        self.refresh_or_login(refresh.as_ref(), previous.as_ref())
+            .await
     }
 
     async fn refresh_or_login(

@@ -11,9 +11,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tracing::Instrument as _;
 
-use super::auth::{Password, TokenSet, TokenState};
+use super::auth::{Password, TokenSet, TokenState, TokenStore};
 use super::clock::SharedClock;
-use super::discipline::{RateLimiter, RetryPolicy, SerialGate, SerialKey};
+use super::discipline::{self, Coordinator, Local, RetryPolicy, SerialKey};
 use super::error::{Effect, Error, ErrorClass, Result};
 use super::types::{
     AddedPasscode, Envelope, Gateway, GatewayLock, List, LockDetail, LockGateway, LockRecord,
@@ -175,14 +175,31 @@ impl Request {
     }
 }
 
+/// Where a client's pace, gateway turns and token are kept when other replicas share
+/// them; [`TtlockClient::new`] keeps them in the process.
+#[derive(Debug, Clone)]
+pub struct Sharing {
+    pub coordinator: Arc<dyn Coordinator>,
+    pub tokens: Option<Arc<dyn TokenStore>>,
+}
+
+/// The longest pause between retries of a command refused because its gateway is busy:
+/// the gateway frees within seconds, and the deadline bounds the total.
+const BUSY_PAUSE_MAX: Duration = Duration::from_secs(2);
+
+/// The least time before its deadline a relayed command is sent with after waiting (for
+/// its gateway, or between retries): sent later, it would likely be cut off by its own
+/// timeout and end ambiguous, where not sending it is a clear refusal.
+const LEAST_TIME_TO_SEND: Duration = Duration::from_secs(1);
+
 pub(crate) struct Inner {
     pub(crate) http: reqwest::Client,
     pub(crate) account: AccountConfig,
     pub(crate) config: ClientConfig,
     pub(crate) clock: SharedClock,
     pub(crate) tokens: tokio::sync::Mutex<TokenState>,
-    limiter: RateLimiter,
-    gate: SerialGate,
+    pub(crate) token_store: Option<Arc<dyn TokenStore>>,
+    coordinator: Arc<dyn Coordinator>,
     /// lock id → (serialisation key, expiry by the client clock).
     serial_keys: StdMutex<HashMap<i64, (SerialKey, i64)>>,
 }
@@ -205,7 +222,22 @@ impl std::fmt::Debug for TtlockClient {
 }
 
 impl TtlockClient {
+    /// A client whose pace, turns and token live in this process.
     pub fn new(account: AccountConfig, config: ClientConfig, clock: SharedClock) -> Result<Self> {
+        let sharing = Sharing {
+            coordinator: Arc::new(Local::new(config.requests_per_second, config.burst)),
+            tokens: None,
+        };
+        Self::shared(account, config, clock, sharing)
+    }
+
+    /// A client whose pace, turns and token are kept by `sharing`.
+    pub fn shared(
+        account: AccountConfig,
+        config: ClientConfig,
+        clock: SharedClock,
+        sharing: Sharing,
+    ) -> Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .build()
@@ -221,12 +253,12 @@ impl TtlockClient {
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
-                limiter: RateLimiter::new(config.requests_per_second, config.burst),
                 account,
                 config,
                 clock,
                 tokens: tokio::sync::Mutex::new(TokenState::default()),
-                gate: SerialGate::default(),
+                token_store: sharing.tokens,
+                coordinator: sharing.coordinator,
                 serial_keys: StdMutex::new(HashMap::new()),
             }),
         })
@@ -489,51 +521,80 @@ impl Inner {
     }
 
     /// An authenticated `/v3` call: serialised per gateway when relayed, retried with
-    /// backoff while the failure is retryable, re-authenticated once when the token is
-    /// refused.
+    /// backoff while the failure is retryable (a busy gateway until the command's
+    /// deadline), re-authenticated once when the token is refused.
     pub(crate) async fn call<T: DeserializeOwned>(&self, request: Request) -> Result<T> {
+        let deadline = request.remote_lock.map(|_| self.command_deadline());
+        // A caller who allows less than that gets one attempt, without waiting.
+        let turn_deadline = deadline.map(|deadline| {
+            deadline
+                .checked_sub(LEAST_TIME_TO_SEND)
+                .filter(|latest| *latest > tokio::time::Instant::now())
+                .unwrap_or(deadline)
+        });
         let serial_key = match request.remote_lock {
             Some(lock_id) => Some(self.serial_key(lock_id).await?),
             None => None,
         };
         let mut attempt = 0;
+        let mut failures = 0;
         let mut renewed = false;
         loop {
             attempt += 1;
             let (token, generation) = self.access_token().await?;
             let result = {
-                let _turn = match serial_key {
-                    Some(key) => Some(self.gate.enter(key).await),
-                    None => None,
+                let _turn = match (serial_key, turn_deadline) {
+                    (Some(key), Some(latest)) => Some(self.coordinator.enter(key, latest).await?),
+                    _ => None,
                 };
-                self.send_once(&request, Some(&token), attempt).await
+                self.send_once(&request, Some(&token), attempt, deadline)
+                    .await
             };
             let error = match result.and_then(|value| decode::<T>(value, request.path)) {
                 Ok(value) => return Ok(value),
                 Err(error) => error.for_effect(request.effect),
             };
-            match error.class() {
+            let pause = match error.class() {
                 ErrorClass::ReAuthenticate if !renewed => {
                     renewed = true;
-                    // A refused token is not the request's fault; it keeps its budget.
-                    attempt -= 1;
                     tracing::info!(path = request.path, "TTLock refused the token; renewing");
                     self.renew(generation).await?;
+                    continue;
                 }
-                ErrorClass::Retryable if attempt < self.config.retry.max_attempts => {
-                    let delay = self.config.retry.delay(attempt);
-                    tracing::warn!(
-                        path = request.path,
-                        attempt,
-                        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                        error = %error,
-                        "retrying TTLock call"
-                    );
-                    tokio::time::sleep(delay).await;
+                // Until the deadline when there is one: the gateway frees within seconds.
+                ErrorClass::Busy if deadline.is_some() => {
+                    self.config.retry.delay(attempt).min(BUSY_PAUSE_MAX)
+                }
+                ErrorClass::Busy | ErrorClass::Retryable
+                    if failures + 1 < self.config.retry.max_attempts =>
+                {
+                    failures += 1;
+                    self.config.retry.delay(failures)
                 }
                 _ => return Err(error),
+            };
+            // A retry that could not be answered before the deadline is not sent.
+            if let Some(deadline) = deadline
+                && tokio::time::Instant::now() + pause + LEAST_TIME_TO_SEND >= deadline
+            {
+                return Err(error);
             }
+            tracing::warn!(
+                path = request.path,
+                attempt,
+                delay_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
+                error = %error,
+                "retrying TTLock call"
+            );
+            tokio::time::sleep(pause).await;
         }
+    }
+
+    /// When a relayed command must be answered: the deadline the caller set for this
+    /// task, or the remote timeout from now.
+    fn command_deadline(&self) -> tokio::time::Instant {
+        let own = tokio::time::Instant::now() + self.config.remote_timeout;
+        discipline::current_deadline().map_or(own, |deadline| deadline.min(own))
     }
 
     /// An unauthenticated call (the token endpoint), retried while retryable.
@@ -541,7 +602,7 @@ impl Inner {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.send_once(request, None, attempt).await {
+            match self.send_once(request, None, attempt, None).await {
                 Ok(value) => return Ok(value),
                 Err(error)
                     if error.class() == ErrorClass::Retryable
@@ -561,8 +622,9 @@ impl Inner {
         request: &Request,
         token: Option<&SecretString>,
         attempt: u32,
+        deadline: Option<tokio::time::Instant>,
     ) -> Result<Value> {
-        self.limiter.acquire().await;
+        self.coordinator.pace().await?;
         let span = tracing::info_span!(
             "ttlock.request",
             otel.kind = "client",
@@ -577,7 +639,7 @@ impl Inner {
         );
         async {
             let started = Instant::now();
-            let result = self.exchange(request, token).await;
+            let result = self.exchange(request, token, deadline).await;
             let span = tracing::Span::current();
             span.record(
                 "latency_ms",
@@ -601,7 +663,12 @@ impl Inner {
         .await
     }
 
-    async fn exchange(&self, request: &Request, token: Option<&SecretString>) -> Result<Value> {
+    async fn exchange(
+        &self,
+        request: &Request,
+        token: Option<&SecretString>,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Value> {
         let mut params: Vec<(&str, String)> = Vec::with_capacity(request.params.len() + 3);
         if let Some(token) = token {
             params.push(("clientId", self.account.client_id.clone()));
@@ -610,11 +677,17 @@ impl Inner {
         }
         params.extend(request.params.iter().map(|(k, v)| (*k, v.clone())));
         let url = format!("{}{}", self.account.base_url, request.path);
-        let timeout = if request.remote_lock.is_some() {
-            self.config.remote_timeout
-        } else {
-            self.config.request_timeout
+        let timeout = match deadline {
+            // An answer after the deadline reaches nobody.
+            Some(deadline) => deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .min(self.config.remote_timeout),
+            None if request.remote_lock.is_some() => self.config.remote_timeout,
+            None => self.config.request_timeout,
         };
+        if timeout.is_zero() {
+            return Err(Error::NoTurn);
+        }
         let builder = match request.method {
             Method::Get => self.http.get(url).query(&params),
             Method::Post => self.http.post(url).form(&params),

@@ -1,13 +1,98 @@
-//! Traffic discipline towards TTLock: a per-account token bucket, one command at a time
-//! per gateway, and jittered exponential backoff.
+//! Traffic discipline towards TTLock: a per-account pace, one command at a time per
+//! gateway, command deadlines, and jittered exponential backoff.
+//!
+//! [`Coordinator`] is where a client takes its pace and its turns: [`Local`] keeps them
+//! in this process; `crate::cluster` shares them with every replica through PostgreSQL.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use rand::Rng as _;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio::time::Instant;
+
+use super::error::{Error, Result};
+
+tokio::task_local! {
+    static DEADLINE: Instant;
+}
+
+/// Runs `work` with `deadline` as the deadline of the TTLock commands it sends: waits
+/// for a gateway and retries of a busy one end there.
+pub async fn within_deadline<F: Future>(deadline: Instant, work: F) -> F::Output {
+    DEADLINE.scope(deadline, work).await
+}
+
+/// The deadline [`within_deadline`] set for this task, if any.
+pub fn current_deadline() -> Option<Instant> {
+    DEADLINE.try_with(|deadline| *deadline).ok()
+}
+
+/// A command's turn on its gateway; dropping it lets the next command go.
+pub struct Turn {
+    _held: Box<dyn Send + Sync>,
+}
+
+impl Turn {
+    pub fn new(held: impl Send + Sync + 'static) -> Self {
+        Self {
+            _held: Box::new(held),
+        }
+    }
+}
+
+impl fmt::Debug for Turn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Turn")
+    }
+}
+
+/// Where one account's client takes its pace and its turns on gateways.
+pub trait Coordinator: Send + Sync + fmt::Debug {
+    /// Waits until the account may send one more request.
+    fn pace(&self) -> BoxFuture<'_, Result<()>>;
+    /// Waits, in arrival order, until no other command is relayed through `key`;
+    /// [`Error::NoTurn`] once `deadline` passes first.
+    fn enter(&self, key: SerialKey, deadline: Instant) -> BoxFuture<'_, Result<Turn>>;
+}
+
+/// Pace and turns kept in this process: right for one replica only.
+#[derive(Debug)]
+pub struct Local {
+    limiter: RateLimiter,
+    gate: SerialGate,
+}
+
+impl Local {
+    pub fn new(requests_per_second: f64, burst: u32) -> Self {
+        Self {
+            limiter: RateLimiter::new(requests_per_second, burst),
+            gate: SerialGate::default(),
+        }
+    }
+}
+
+impl Coordinator for Local {
+    fn pace(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async {
+            self.limiter.acquire().await;
+            Ok(())
+        })
+    }
+
+    fn enter(&self, key: SerialKey, deadline: Instant) -> BoxFuture<'_, Result<Turn>> {
+        Box::pin(async move {
+            tokio::time::timeout_at(deadline, self.gate.enter(key))
+                .await
+                .map(Turn::new)
+                .map_err(|_| Error::NoTurn)
+        })
+    }
+}
 
 /// A token bucket: `rate` requests per second on average, up to `burst` at once.
 #[derive(Debug)]

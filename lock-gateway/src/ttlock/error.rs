@@ -165,6 +165,13 @@ impl fmt::Display for ErrorCode {
 pub enum ErrorClass {
     /// Transient; the same request may be sent again after a pause.
     Retryable,
+    /// The gateway (-3003) or the lock (-3037) was busy with another command and refused
+    /// this one before relaying it. Unlike errcode 1, which TTLock also answers when the
+    /// lock acted but its confirmation was lost, a busy refusal proves nothing reached
+    /// the lock, so even an unlock may be sent again: until the command's deadline, not
+    /// a fixed number of times, since the other command may take the gateway for tens of
+    /// seconds.
+    Busy,
     /// The token was refused; renew it and send again.
     ReAuthenticate,
     /// Sending again gives the same answer.
@@ -204,6 +211,13 @@ pub enum Error {
     Decode(String),
     #[error("TTLock client configuration: {0}")]
     Config(String),
+    /// The command's deadline passed while it waited for its gateway: it was never sent.
+    #[error("the gateway stayed busy with other commands until the deadline; not sent")]
+    NoTurn,
+    /// The replicas' shared state (pace, gateway turns, token) could not be reached, so
+    /// nothing was sent.
+    #[error("coordination with other replicas failed: {0}")]
+    Coordination(String),
     /// A command failed in a way that leaves open whether the lock acted. It is never
     /// retried; the caller must confirm (lock records, passcode list) before acting again.
     #[error("TTLock command unconfirmed: {cause}")]
@@ -234,18 +248,17 @@ impl Error {
         use ErrorCode as C;
         match self {
             Self::Api { code, .. } => match code {
-                C::GatewayBusy
-                | C::LockBusy
-                | C::InternalServerError
-                | C::RateLimited
-                | C::Failed => ErrorClass::Retryable,
+                C::GatewayBusy | C::LockBusy => ErrorClass::Busy,
+                C::InternalServerError | C::RateLimited | C::Failed => ErrorClass::Retryable,
                 C::TokenUnknown | C::TokenInvalid => ErrorClass::ReAuthenticate,
                 _ => ErrorClass::Permanent,
             },
             Self::Http { status } if *status >= 500 || *status == 429 => ErrorClass::Retryable,
             Self::Http { .. } => ErrorClass::Permanent,
             Self::Timeout | Self::Connect(_) | Self::Transport(_) => ErrorClass::Retryable,
-            Self::Decode(_) | Self::Config(_) => ErrorClass::Permanent,
+            Self::Decode(_) | Self::Config(_) | Self::NoTurn | Self::Coordination(_) => {
+                ErrorClass::Permanent
+            }
             Self::Unconfirmed { .. } => ErrorClass::UnsafeToRetry,
         }
     }
@@ -259,7 +272,11 @@ impl Error {
             }
             Self::Http { status } => *status >= 500,
             Self::Timeout | Self::Transport(_) | Self::Decode(_) => true,
-            Self::Connect(_) | Self::Config(_) | Self::Unconfirmed { .. } => false,
+            Self::Connect(_)
+            | Self::Config(_)
+            | Self::NoTurn
+            | Self::Coordination(_)
+            | Self::Unconfirmed { .. } => false,
         }
     }
 
@@ -312,8 +329,11 @@ mod tests {
     #[test]
     fn classification_follows_the_reference() {
         let class = |code| Error::api(code, "").class();
-        for code in [-3003, -3037, 90000, 30006] {
+        for code in [90000, 30006] {
             assert_eq!(class(code), ErrorClass::Retryable, "{code}");
+        }
+        for code in [-3003, -3037] {
+            assert_eq!(class(code), ErrorClass::Busy, "{code}");
         }
         for code in [10003, 10004] {
             assert_eq!(class(code), ErrorClass::ReAuthenticate, "{code}");
