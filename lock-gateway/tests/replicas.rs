@@ -416,6 +416,12 @@ async fn the_account_rate_is_kept_by_the_sum_of_the_replicas() {
         f64::from(max) <= rate + f64::from(burst),
         "{max} requests in one second"
     );
+    // And no faster than the rate after the burst, over the whole run.
+    let floor = (sent as f64 - f64::from(burst) - 1.0) / rate;
+    assert!(
+        elapsed.as_secs_f64() >= floor,
+        "{sent} requests in {elapsed:?}, faster than {rate}/s"
+    );
 }
 
 /// Two replicas find the account's token refused at once and renew it together: one
