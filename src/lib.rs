@@ -12,6 +12,7 @@
 //!   sees it (NUL characters, oversized strings, undecodable bodies refused).
 //! - [`deferred`]: a service mounted before it can be built, refusing calls until then.
 
+pub mod announcements;
 pub mod auth;
 pub mod clock;
 pub mod db;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use latchkey::db::DbConfig;
 use latchkey::testkit::TestDb;
-use lock_gateway::announcements::Hub;
+use latchkey::announcements::Hub;
 use lock_gateway::cluster::pace::Pace;
 use lock_gateway::cluster::turns::{CHANNEL, Turns};
 use secrecy::SecretString;

@@ -4,7 +4,6 @@
 //! until `shutdown` resolves, then drains in-flight calls.
 
 pub mod accounts;
-pub mod announcements;
 pub mod cluster;
 pub mod config;
 pub mod crypto;
@@ -258,7 +257,7 @@ async fn start(
             return Ok(());
         }
     };
-    let announcements = announcements::Hub::new(&[db::events::CHANNEL, cluster::turns::CHANNEL]);
+    let announcements = latchkey::announcements::Hub::new(&[db::events::CHANNEL, cluster::turns::CHANNEL]);
     let cluster = cluster::Cluster::new(
         pool.clone(),
         announcements.clone(),

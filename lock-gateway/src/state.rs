@@ -16,7 +16,7 @@ pub struct AppState {
     /// Wakes the callback publisher.
     pub inbox_wake: Arc<Notify>,
     /// Database announcements: new device events, freed gateway turns.
-    pub announcements: crate::announcements::Hub,
+    pub announcements: latchkey::announcements::Hub,
     /// Turns true when the server begins to shut down: long-lived streams end.
     pub shutdown: watch::Receiver<bool>,
 }

@@ -20,7 +20,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::announcements::Hub;
+use latchkey::announcements::Hub;
 use crate::ttlock::AccountConfig;
 use crate::ttlock::discipline::{Coordinator, SerialKey, Turn};
 use crate::ttlock::error::Result;

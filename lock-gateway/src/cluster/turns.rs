@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use crate::announcements::Hub;
+use latchkey::announcements::Hub;
 use crate::ttlock::discipline::Turn;
 use crate::ttlock::error::{Error, Result};
 
@@ -112,7 +112,10 @@ impl Turns {
                             Ok(news) if news.concerns(CHANNEL, &key) => break,
                             Ok(_) => {}
                             Err(RecvError::Lagged(_)) => break,
-                            Err(RecvError::Closed) => tokio::time::sleep_until(wake).await,
+                            Err(RecvError::Closed) => {
+                                tokio::time::sleep_until(wake).await;
+                                break;
+                            }
                         },
                         () = tokio::time::sleep_until(wake) => break,
                     }

@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tonic::Status;
 use tracing::Instrument;
 
-use crate::announcements::Hub;
+use latchkey::announcements::Hub;
 use crate::db::events::{self, CHANNEL};
 use crate::error::Error;
 

@@ -1,6 +1,6 @@
 //! PostgreSQL's `NOTIFY` announcements, fanned out to this process: one listening
-//! connection per replica, whatever the number of channels and listeners, so news
-//! written by any replica (a new device event, a gateway turn freed) reaches all.
+//! connection per [`Hub`], whatever the number of channels and listeners, so news
+//! written by any replica (a new event, a gateway turn freed) reaches all.
 
 use std::time::Duration;
 
