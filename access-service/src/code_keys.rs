@@ -25,6 +25,8 @@ pub struct CodeKeys {
     hmac_key: [u8; 32],
     /// Keys request fingerprints, apart from the codes' own hashes.
     request_key: [u8; 32],
+    /// Signs event cursors, so a forged one or another tenant's is told apart.
+    cursor_key: [u8; 32],
     sealer: Aes256Gcm,
 }
 
@@ -52,8 +54,22 @@ impl CodeKeys {
         Ok(Self {
             hmac_key: derive(b"latchkey/access/code-hmac/v1", &raw),
             request_key: derive(b"latchkey/access/request-fingerprint/v1", &raw),
+            cursor_key: derive(b"latchkey/access/event-cursor/v1", &raw),
             sealer: Aes256Gcm::new_from_slice(&seal_key).map_err(|_| CodeKeyError::Format)?,
         })
+    }
+
+    /// The tag binding an event cursor to its tenant and position.
+    pub fn cursor_tag(&self, tenant_id: &str, sequence: i64) -> [u8; 16] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.cursor_key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(&(tenant_id.len() as u64).to_be_bytes());
+        mac.update(tenant_id.as_bytes());
+        mac.update(&sequence.to_be_bytes());
+        let full = mac.finalize().into_bytes();
+        let mut tag = [0; 16];
+        tag.copy_from_slice(&full[..16]);
+        tag
     }
 
     /// The keyed hash a code is stored and matched as, scoped to its tenant.
