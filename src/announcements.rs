@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc};
 use tokio_postgres::AsyncMessage;
 
@@ -21,6 +22,30 @@ impl Announcement {
     /// Whether a listener for `payload` on `channel` must look again.
     pub fn concerns(&self, channel: &str, payload: &str) -> bool {
         self.channel.is_empty() || (self.channel == channel && self.payload == payload)
+    }
+}
+
+/// Waits until `news` brings an announcement of `payload` on `channel`, or says
+/// announcements were lost, or `until` passes: whichever comes first.
+pub async fn wait_for(
+    news: &mut broadcast::Receiver<Announcement>,
+    channel: &str,
+    payload: &str,
+    until: tokio::time::Instant,
+) {
+    loop {
+        tokio::select! {
+            news = news.recv() => match news {
+                Ok(news) if news.concerns(channel, payload) => return,
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => return,
+                Err(RecvError::Closed) => {
+                    tokio::time::sleep_until(until).await;
+                    return;
+                }
+            },
+            () = tokio::time::sleep_until(until) => return,
+        }
     }
 }
 

@@ -79,6 +79,18 @@ pub enum ApiError {
         reason: &'static str,
         message: String,
     },
+    /// A position past what is kept; `metadata` names what is (e.g. the oldest cursor).
+    #[error("{message}")]
+    OutOfRange {
+        reason: &'static str,
+        message: String,
+        metadata: Vec<(&'static str, String)>,
+    },
+    #[error("{message}")]
+    ResourceExhausted {
+        reason: &'static str,
+        message: String,
+    },
     /// The cause is logged when mapped; the caller sees only that something failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -169,6 +181,22 @@ impl ApiError {
             Self::Aborted { reason, message } => {
                 info(&mut details, reason, HashMap::new());
                 (Code::Aborted, message)
+            }
+            Self::OutOfRange {
+                reason,
+                message,
+                metadata,
+            } => {
+                let meta = metadata
+                    .into_iter()
+                    .map(|(key, value)| (key.to_owned(), capped(value, MAX_FIELD_BYTES)))
+                    .collect();
+                info(&mut details, reason, meta);
+                (Code::OutOfRange, message)
+            }
+            Self::ResourceExhausted { reason, message } => {
+                info(&mut details, reason, HashMap::new());
+                (Code::ResourceExhausted, message)
             }
             Self::Internal(cause) => {
                 tracing::error!(error = %cause, "internal error");

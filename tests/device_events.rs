@@ -16,6 +16,7 @@ use latchkey::pb::access::v1 as pb;
 use latchkey::pb::access::v1::access_service_client::AccessServiceClient;
 use latchkey::pb::access::v1::audit_service_client::AuditServiceClient;
 use latchkey::pb::access::v1::directory_service_client::DirectoryServiceClient;
+use latchkey::pb::access::v1::event_service_client::EventServiceClient;
 use latchkey::pb::gateway::v1 as gw;
 use latchkey::pb::gateway::v1::lock_gateway_client::LockGatewayClient;
 use latchkey::testkit::{RunningServer, TestDb, authorized, token};
@@ -390,6 +391,12 @@ async fn keypad_wrong_code_battery_and_offline_reach_the_log_and_the_door() {
     let env = env().await;
     let access = env.access().await;
     let doors = env.doors(&access).await;
+    // A backend follows the tenant's events from here on.
+    let mut events = EventServiceClient::new(access.channel().await)
+        .watch_events(authorized(pb::WatchEventsRequest::default(), &env.admin))
+        .await
+        .unwrap()
+        .into_inner();
     let code = env.guest_code(&doors.room, "Ana Guest", 0).await;
     let passcode_id = env.put_passcode(code).await;
     let set = wait_logs(&access, &env.admin, &doors.room, "the code set", |rows| {
@@ -531,6 +538,55 @@ async fn keypad_wrong_code_battery_and_offline_reach_the_log_and_the_door() {
         .collect::<Vec<_>>()
         .join("\n");
     assert!(!stored.contains(CODE) && !stored.contains("111555"));
+
+    // Each of these facts reached the event stream, typed, in the order they were
+    // recorded, naming the code's grantee and never the code.
+    let mut seen = Vec::new();
+    while seen.len() < 8 {
+        let message = tokio::time::timeout(PATIENCE, events.message())
+            .await
+            .expect("the events arrive")
+            .unwrap()
+            .unwrap();
+        if let Some(pb::watch_events_response::Item::Event(event)) = message.item {
+            seen.push(event);
+        }
+    }
+    let kinds: Vec<(pb::EventKind, &str)> = seen
+        .iter()
+        .map(|e| {
+            let door = if e.door_id == doors.room {
+                "room"
+            } else {
+                "annex"
+            };
+            (e.kind(), door)
+        })
+        .collect();
+    use pb::EventKind as K;
+    assert_eq!(
+        kinds,
+        [
+            (K::CodeSetOnLock, "room"),
+            (K::DoorUnlocked, "room"),
+            (K::GuestArrived, "room"),
+            (K::EntryRefused, "room"),
+            (K::LockBatteryLow, "annex"),
+            (K::LockOffline, "annex"),
+            (K::LockOnline, "annex"),
+            (K::CodeRemoved, "room"),
+        ]
+    );
+    let entry = &seen[1];
+    assert_eq!(entry.via, "KEYPAD");
+    assert_eq!(entry.door_name, "Room 101");
+    let grantee = entry.code.as_ref().unwrap();
+    assert_eq!(grantee.code_id, code.to_string());
+    assert_eq!(grantee.grantee_name, "Ana Guest");
+    assert_eq!(seen[2].code.as_ref().unwrap().grantee_type, "GUEST");
+    assert_eq!(seen[4].battery_percent, 12);
+    let text = format!("{seen:?}");
+    assert!(!text.contains(CODE) && !text.contains("111555"));
 }
 
 #[tokio::test]

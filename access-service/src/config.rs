@@ -143,6 +143,14 @@ pub struct Config {
     /// this bounds how long a crashed worker's intents wait before another takes over.
     #[arg(long, env = "PROVISIONING_LEASE_SECS", default_value_t = 6)]
     pub provisioning_lease_secs: u32,
+    /// How often an event stream with nothing to send sends its current cursor, in
+    /// seconds.
+    #[arg(long, env = "EVENT_HEARTBEAT_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub event_heartbeat_secs: u64,
+    /// How long an event stream waits for a consumer that takes nothing while events wait
+    /// before ending it with RESOURCE_EXHAUSTED, in seconds.
+    #[arg(long, env = "EVENT_STREAM_STALL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub event_stream_stall_secs: u64,
     /// How often every lock's passcodes are reconciled with the codes that should be on
     /// it, in seconds (0: only on request).
     #[arg(long, env = "RECONCILE_INTERVAL_SECS", default_value_t = 900)]
@@ -195,6 +203,8 @@ impl Config {
             provisioning_concurrency: 4,
             provisioning_poll_ms: 1000,
             provisioning_lease_secs: 6,
+            event_heartbeat_secs: 5,
+            event_stream_stall_secs: 60,
             reconcile_interval_secs: 0,
             follow_device_events: true,
             device_events_scan_ms: 10_000,

@@ -16,6 +16,7 @@ pub mod device_events;
 pub mod directory;
 pub mod doors;
 pub mod error;
+pub mod events;
 pub mod gateway;
 pub mod grpc;
 pub mod memberships;
@@ -37,6 +38,7 @@ use latchkey::pb::access::v1::access_code_service_server::AccessCodeServiceServe
 use latchkey::pb::access::v1::access_service_server::AccessServiceServer;
 use latchkey::pb::access::v1::audit_service_server::AuditServiceServer;
 use latchkey::pb::access::v1::directory_service_server::DirectoryServiceServer;
+use latchkey::pb::access::v1::event_service_server::EventServiceServer;
 use latchkey::pb::access::v1::rule_service_server::RuleServiceServer;
 use latchkey::request_check::RequestCheckLayer;
 use latchkey::server::{Health, reflection, serve_with_grace};
@@ -152,6 +154,22 @@ pub async fn run(
         )
     });
 
+    // One LISTEN connection carries new audit rows to this replica's event tails.
+    let announcements = latchkey::announcements::Hub::new(&[events::CHANNEL]);
+    let announcer = tokio::spawn(announcements.clone().listen(config.db.database_url.clone()));
+    let event_service =
+        EventServiceServer::new(grpc::events::EventApi::new(events::watch::Streams {
+            pool: state.pool.clone(),
+            keys: state.code_keys.clone(),
+            tails: std::sync::Arc::new(events::tail::Tails::new(
+                state.pool.clone(),
+                state.code_keys.clone(),
+                announcements,
+            )),
+            heartbeat: std::time::Duration::from_secs(config.event_heartbeat_secs.max(1)),
+            stall_limit: std::time::Duration::from_secs(config.event_stream_stall_secs.max(1)),
+            shutdown: stop_seen.clone(),
+        }));
     let directory = DirectoryServiceServer::new(grpc::directory::DirectoryApi::new(state.clone()));
     let audit_service = AuditServiceServer::new(grpc::audit::AuditApi::new(state.clone()));
     let rules = RuleServiceServer::new(grpc::rules::RuleApi::new(state.clone()));
@@ -163,6 +181,7 @@ pub async fn run(
         <RuleServiceServer<grpc::rules::RuleApi> as NamedService>::NAME,
         <AccessServiceServer<grpc::access::AccessApi> as NamedService>::NAME,
         <AccessCodeServiceServer<grpc::codes::AccessCodeApi> as NamedService>::NAME,
+        <EventServiceServer<grpc::events::EventApi> as NamedService>::NAME,
     ];
     let (health, health_service) = Health::new(services.clone()).await;
     let monitor = health.spawn_monitor(
@@ -172,6 +191,10 @@ pub async fn run(
     let (reflection_v1, reflection_v1alpha) = reflection(&services)?;
 
     let router = tonic::transport::Server::builder()
+        // Event streams sit idle between events: pings keep proxies from cutting them
+        // and find dead peers.
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
         .layer(
             tower::ServiceBuilder::new()
                 .layer(grpc_trace_layer())
@@ -185,7 +208,8 @@ pub async fn run(
         .add_service(audit_service)
         .add_service(rules)
         .add_service(access_service)
-        .add_service(access_codes);
+        .add_service(access_codes)
+        .add_service(event_service);
 
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "access-service serving");
     let incoming = latchkey::server::incoming(listener);
@@ -195,6 +219,7 @@ pub async fn run(
         async move {
             monitor.abort();
             listener_task.abort();
+            announcer.abort();
             if let Some(retention) = retention {
                 retention.abort();
             }

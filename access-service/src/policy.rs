@@ -42,6 +42,8 @@ pub fn policy(path: &str) -> Access {
         "latchkey.access.v1.AccessService" if method == "EmergencyUnlock" => Access::Roles(ADMINS),
         // Members ask about themselves; `others_allowed` says who may name others.
         "latchkey.access.v1.AccessService" => Access::Authenticated,
+        // Members follow events about themselves; the filter narrows what they see.
+        "latchkey.access.v1.EventService" => Access::Authenticated,
         "latchkey.access.v1.AuditService"
             if matches!(
                 method,
@@ -61,6 +63,12 @@ pub fn others_allowed(method: &str) -> &'static [&'static str] {
         "CheckAccess" | "UnlockDoor" => ACTORS,
         _ => &[],
     }
+}
+
+/// Whether `caller` follows every event of their tenant; anyone else follows only the
+/// events naming themselves.
+pub fn sees_all_events(caller: &Caller) -> bool {
+    caller.has_any_role(OBSERVERS)
 }
 
 /// Whether `caller` may name another user in `method`.
@@ -94,10 +102,15 @@ pub fn markdown_table() -> String {
                     Access::Public | Access::Authenticated => true,
                     Access::Roles(allowed) => allowed.contains(role),
                 };
-                match (allowed, others_allowed(method).contains(role)) {
+                let others = if service == "EventService" {
+                    OBSERVERS
+                } else {
+                    others_allowed(method)
+                };
+                match (allowed, others.contains(role)) {
                     (false, _) => "",
                     (true, true) => "any user",
-                    (true, false) if !others_allowed(method).is_empty() => "self",
+                    (true, false) if !others.is_empty() => "self",
                     (true, false) => "yes",
                 }
             })

@@ -14,9 +14,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use latchkey::announcements::Hub;
 use latchkey::db::DbConfig;
 use latchkey::testkit::TestDb;
-use latchkey::announcements::Hub;
 use lock_gateway::cluster::pace::Pace;
 use lock_gateway::cluster::turns::{CHANNEL, Turns};
 use secrecy::SecretString;

@@ -257,7 +257,8 @@ async fn start(
             return Ok(());
         }
     };
-    let announcements = latchkey::announcements::Hub::new(&[db::events::CHANNEL, cluster::turns::CHANNEL]);
+    let announcements =
+        latchkey::announcements::Hub::new(&[db::events::CHANNEL, cluster::turns::CHANNEL]);
     let cluster = cluster::Cluster::new(
         pool.clone(),
         announcements.clone(),

@@ -4,6 +4,7 @@
 pub mod codes;
 pub mod device_events;
 pub mod doors;
+pub mod events;
 pub mod memberships;
 pub mod outbox;
 pub mod properties;

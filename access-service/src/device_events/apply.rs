@@ -310,6 +310,12 @@ pub async fn apply(
         && let Some(code) = db::code_for_update(conn, tenant, code_id).await?
     {
         name_grantee(conn, tenant, &code, &mut row).await?;
+        if kind == Kind::UnlockPasscode && event.success && code.usage_count == 0 {
+            // The code's first entry: for a guest's, the guest has arrived.
+            let mut extra = Map::new();
+            extra.insert("first_use".into(), true.into());
+            add_metadata(&mut row, extra);
+        }
         if kind == Kind::UnlockPasscode && event.success {
             let used = code.usage_count + 1;
             let used_up = code.status == "ACTIVE" && code.max_usages > 0 && used >= code.max_usages;

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod codes;
 pub mod convert;
 pub mod directory;
+pub mod events;
 pub mod rules;
 
 pub use crate::policy::policy;

@@ -20,10 +20,10 @@ use sha2::{Digest as _, Sha256};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use latchkey::announcements::Hub;
 use crate::ttlock::AccountConfig;
 use crate::ttlock::discipline::{Coordinator, SerialKey, Turn};
 use crate::ttlock::error::Result;
+use latchkey::announcements::Hub;
 
 /// The replicas' shared discipline, as seen from this replica.
 #[derive(Clone)]

@@ -12,14 +12,13 @@ use std::time::Duration;
 use diesel::sql_types::{Array, BigInt, Bool, Double, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use latchkey::db::DbPool;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use latchkey::announcements::Hub;
 use crate::ttlock::discipline::Turn;
 use crate::ttlock::error::{Error, Result};
+use latchkey::announcements::{Hub, wait_for};
 
 /// Where freed turns are announced; the payload is the gateway's key.
 pub const CHANNEL: &str = "latchkey_gateway_turns";
@@ -106,20 +105,7 @@ impl Turns {
                     return Ok(Turn::new(place));
                 }
                 let wake = (Instant::now() + POLL).min(deadline);
-                loop {
-                    tokio::select! {
-                        news = news.recv() => match news {
-                            Ok(news) if news.concerns(CHANNEL, &key) => break,
-                            Ok(_) => {}
-                            Err(RecvError::Lagged(_)) => break,
-                            Err(RecvError::Closed) => {
-                                tokio::time::sleep_until(wake).await;
-                                break;
-                            }
-                        },
-                        () = tokio::time::sleep_until(wake) => break,
-                    }
-                }
+                wait_for(&mut news, CHANNEL, &key, wake).await;
                 if Instant::now() >= deadline {
                     // The place is given up as it drops.
                     return Err(Error::NoTurn);

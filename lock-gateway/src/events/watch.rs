@@ -11,9 +11,9 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tonic::Status;
 use tracing::Instrument;
 
-use latchkey::announcements::Hub;
 use crate::db::events::{self, CHANNEL};
 use crate::error::Error;
+use latchkey::announcements::Hub;
 
 /// Events sent per database read.
 const BATCH: i64 = 256;
