@@ -1868,3 +1868,70 @@ async fn a_request_id_reused_for_another_request_is_refused_and_a_failed_one_giv
         .unwrap_err();
     assert_eq!(common::reason(&other), "REQUEST_ID_REUSED");
 }
+
+/// A revoked code and one whose window ends are events for a backend that follows the
+/// tenant: CODE_REVOKED when revoked, CODE_EXPIRED once the expiry sweep passes its end.
+#[tokio::test]
+async fn revoked_and_expired_codes_are_events() {
+    use latchkey::pb::access::v1::event_service_client::EventServiceClient;
+    let mut w = World::new("tenant-a").await;
+    let door = w.door("Front", None).await;
+    let stay = w.guest_code(
+        &[&door],
+        "",
+        t0() + Duration::hours(1),
+        t0() + Duration::hours(2),
+    );
+    let stay = w.issue(stay).await.unwrap().access_code.unwrap();
+    let provider = w.permanent(&[&door], "604851");
+    let provider = w.issue(provider).await.unwrap().access_code.unwrap();
+    w.revoke(&provider.id, "contract ended").await.unwrap();
+    w.clock.set((t0() + Duration::hours(3)).timestamp_millis());
+    let mut events = EventServiceClient::new(w._server.channel().await);
+    let request = || {
+        authorized(
+            pb::ListEventsRequest {
+                filter: Some(pb::EventFilter {
+                    kinds: vec![
+                        pb::EventKind::CodeRevoked as i32,
+                        pb::EventKind::CodeExpired as i32,
+                    ],
+                    ..Default::default()
+                }),
+                start: Some(pb::EventStart {
+                    // From the log's beginning (rows carry the wall clock's time).
+                    position: Some(pb::event_start::Position::SinceTime(
+                        prost_types::Timestamp::default(),
+                    )),
+                }),
+                ..Default::default()
+            },
+            &w.admin,
+        )
+    };
+    // The sweep runs on the service's own schedule (every second here).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let found = loop {
+        let found = events
+            .list_events(request())
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        if found.len() >= 2 || tokio::time::Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let seen: Vec<(pb::EventKind, String)> = found
+        .iter()
+        .map(|e| (e.kind(), e.code.clone().unwrap_or_default().code_id))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (pb::EventKind::CodeRevoked, provider.id.clone()),
+            (pb::EventKind::CodeExpired, stay.id.clone()),
+        ]
+    );
+}

@@ -11,6 +11,13 @@
 //! `--token` may be given once per tenant: each tenant is seeded alike and the
 //! requests in flight are shared out among them, so the cost of many tenants' chains
 //! committing side by side can be compared with one tenant's.
+//!
+//! `--streams N` measures event streams under that load: CheckAccess runs once without
+//! streams, then again with N `WatchEvents` streams open, each filtered to one of
+//! `--stream-doors` doors, while a prober decides at `--probe-rate` per second on those
+//! doors; it prints both throughputs, how long each probe's event took from being
+//! recorded to reaching each stream, and (with `--server-pid`) the service's memory per
+//! idle stream.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,6 +27,7 @@ use clap::Parser;
 use latchkey::pb::access::v1 as pb;
 use latchkey::pb::access::v1::access_service_client::AccessServiceClient;
 use latchkey::pb::access::v1::directory_service_client::DirectoryServiceClient;
+use latchkey::pb::access::v1::event_service_client::EventServiceClient;
 use latchkey::pb::access::v1::rule_service_client::RuleServiceClient;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
@@ -67,6 +75,18 @@ struct Args {
     /// to see what changes cost the decisions of a large tenant. 0: no changes.
     #[arg(long, default_value_t = 0)]
     churn_ms: u64,
+    /// Event streams to hold open during a second CheckAccess phase (0: none).
+    #[arg(long, default_value_t = 0)]
+    streams: usize,
+    /// Doors the streams are spread over, one door per stream.
+    #[arg(long, default_value_t = 100)]
+    stream_doors: usize,
+    /// Decisions per second on the streams' doors, whose events are timed.
+    #[arg(long, default_value_t = 50)]
+    probe_rate: u64,
+    /// access-service's process id, to read its memory before and after the streams open.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -204,6 +224,157 @@ async fn churn_door(
     (changed, failed)
 }
 
+/// Opens `count` event streams, each filtered to one of `doors` (decisions included),
+/// and records, for each event received, the time from its recording to its arrival.
+struct Streams {
+    latencies_us: Arc<std::sync::Mutex<Vec<u64>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    measuring: Arc<AtomicBool>,
+}
+
+impl Streams {
+    async fn open(
+        channels: &[Channel],
+        token: &MetadataValue<tonic::metadata::Ascii>,
+        doors: &[String],
+        count: usize,
+    ) -> Result<Self> {
+        let latencies_us = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let measuring = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::with_capacity(count);
+        for index in 0..count {
+            let mut client = EventServiceClient::new(channels[index % channels.len()].clone());
+            let request = authorized(
+                token,
+                pb::WatchEventsRequest {
+                    filter: Some(pb::EventFilter {
+                        door_ids: vec![doors[index % doors.len()].clone()],
+                        include_decisions: true,
+                        ..Default::default()
+                    }),
+                    start: None,
+                },
+            );
+            let mut stream = client.watch_events(request).await?.into_inner();
+            let (latencies_us, measuring) = (Arc::clone(&latencies_us), Arc::clone(&measuring));
+            tasks.push(tokio::spawn(async move {
+                while let Ok(Some(message)) = stream.message().await {
+                    let Some(pb::watch_events_response::Item::Event(event)) = message.item else {
+                        continue;
+                    };
+                    if !measuring.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let recorded = event
+                        .record_time
+                        .as_ref()
+                        .and_then(latchkey::pb::from_timestamp);
+                    if let Some(recorded) = recorded {
+                        let waited = (chrono::Utc::now() - recorded)
+                            .num_microseconds()
+                            .unwrap_or(0);
+                        latencies_us
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(u64::try_from(waited).unwrap_or(0));
+                    }
+                }
+            }));
+        }
+        Ok(Self {
+            latencies_us,
+            tasks,
+            measuring,
+        })
+    }
+}
+
+/// `count` doors in a property of their own, with no rules: decisions on them are
+/// denials, each an event for the streams filtered to its door.
+async fn seed_doors(
+    channel: Channel,
+    token: &MetadataValue<tonic::metadata::Ascii>,
+    count: usize,
+) -> Result<Vec<String>> {
+    let mut directory = DirectoryServiceClient::new(channel);
+    let property = directory
+        .create_property(authorized(
+            token,
+            pb::CreatePropertyRequest {
+                property: Some(pb::Property {
+                    name: "Stream doors".into(),
+                    time_zone: "Europe/Madrid".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await?
+        .into_inner();
+    let mut doors = Vec::with_capacity(count);
+    for index in 0..count {
+        let door = directory
+            .create_door(authorized(
+                token,
+                pb::CreateDoorRequest {
+                    door: Some(pb::Door {
+                        property_id: property.id.clone(),
+                        name: format!("Flat {index}"),
+                        r#type: pb::DoorType::Room as i32,
+                        active: true,
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                },
+            ))
+            .await?
+            .into_inner();
+        doors.push(door.id);
+    }
+    Ok(doors)
+}
+
+/// The resident memory of process `pid`, in KiB.
+fn resident_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Decides on `doors` in turn at `rate` per second until `probing` is cleared.
+async fn probe(
+    channel: Channel,
+    target: Target,
+    doors: Vec<String>,
+    rate: u64,
+    probing: Arc<AtomicBool>,
+) -> u64 {
+    let mut client = AccessServiceClient::new(channel);
+    let mut ticks = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
+    let mut sent = 0_u64;
+    while probing.load(Ordering::Relaxed) {
+        ticks.tick().await;
+        let door = &doors[usize::try_from(sent).unwrap_or(0) % doors.len()];
+        let request = authorized(
+            &target.token,
+            pb::CheckAccessRequest {
+                door_id: door.clone(),
+                user_id: target.user.clone(),
+                method: pb::AccessMethod::Card as i32,
+                client_ip: "127.0.0.2".into(),
+                request_id: String::new(),
+                code: String::new(),
+            },
+        );
+        if client.check_access(request).await.is_ok() {
+            sent += 1;
+        }
+    }
+    sent
+}
+
 #[derive(Debug, Default)]
 struct Phase {
     latencies_us: Vec<u64>,
@@ -281,6 +452,34 @@ struct Target {
     user: String,
 }
 
+/// One CheckAccess phase at the configured concurrency over every target.
+async fn check_access(args: &Args, channels: &[Channel], targets: &[Target]) -> Phase {
+    let clients: Vec<AccessServiceClient<Channel>> = channels
+        .iter()
+        .cloned()
+        .map(AccessServiceClient::new)
+        .collect();
+    let expect_granted = !args.expect_denied;
+    let check_targets = targets.to_vec();
+    let duration = Duration::from_secs(args.duration);
+    drive(args.concurrency, duration, move |worker| {
+        let mut client = clients[worker % clients.len()].clone();
+        let target = &check_targets[worker % check_targets.len()];
+        let request = authorized(&target.token, pb::CheckAccessRequest {
+            door_id: target.door.clone(),
+            user_id: target.user.clone(),
+            method: pb::AccessMethod::Card as i32,
+            client_ip: "127.0.0.1".into(),
+            request_id: String::new(),
+            code: String::new(),
+        });
+        async move {
+            matches!(client.check_access(request).await, Ok(r) if r.get_ref().decision.as_ref().is_some_and(|d| d.granted == expect_granted))
+        }
+    })
+    .await
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -325,36 +524,77 @@ async fn main() -> Result<()> {
             Arc::clone(&churning),
         ))
     });
-    let clients: Vec<AccessServiceClient<Channel>> = channels
-        .iter()
-        .cloned()
-        .map(AccessServiceClient::new)
-        .collect();
-    let expect_granted = !args.expect_denied;
-    let check_targets = targets.clone();
-    let mut check = drive(args.concurrency, duration, move |worker| {
-        let mut client = clients[worker % clients.len()].clone();
-        let target = &check_targets[worker % check_targets.len()];
-        let request = authorized(&target.token, pb::CheckAccessRequest {
-            door_id: target.door.clone(),
-            user_id: target.user.clone(),
-            method: pb::AccessMethod::Card as i32,
-            client_ip: "127.0.0.1".into(),
-            request_id: String::new(),
-            code: String::new(),
-        });
-        async move {
-            matches!(client.check_access(request).await, Ok(r) if r.get_ref().decision.as_ref().is_some_and(|d| d.granted == expect_granted))
-        }
-    })
-    .await;
+    let check_rate = check_access(&args, &channels, &targets)
+        .await
+        .report("CheckAccess");
     churning.store(false, Ordering::Relaxed);
-    let check_rate = check.report("CheckAccess");
     if let Some(churn) = churn {
         let (changed, failed) = churn.await.unwrap_or((0, 0));
         println!(
             "churn        {changed} door changes, one every {} ms, {failed} failed",
             args.churn_ms
+        );
+    }
+
+    if args.streams > 0 {
+        let target = targets[0].clone();
+        let doors =
+            seed_doors(channels[0].clone(), &target.token, args.stream_doors.max(1)).await?;
+        let before = args.server_pid.and_then(resident_kib);
+        let streams = Streams::open(&channels, &target.token, &doors, args.streams).await?;
+        // Every stream is open once its first read has been answered; let them settle.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = args.server_pid.and_then(resident_kib);
+        if let (Some(before), Some(after)) = (before, after) {
+            println!(
+                "streams      {} open: resident {before} KiB -> {after} KiB, {:.1} KiB per stream",
+                args.streams,
+                after.saturating_sub(before) as f64 / args.streams as f64
+            );
+        }
+        streams.measuring.store(true, Ordering::Relaxed);
+        let probing = Arc::new(AtomicBool::new(true));
+        let prober = tokio::spawn(probe(
+            channels[0].clone(),
+            target,
+            doors,
+            args.probe_rate,
+            Arc::clone(&probing),
+        ));
+        let with_streams = check_access(&args, &channels, &targets)
+            .await
+            .report("CheckAccess+streams");
+        probing.store(false, Ordering::Relaxed);
+        let probes = prober.await.unwrap_or(0);
+        // Events of the last probes are still on their way.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        streams.measuring.store(false, Ordering::Relaxed);
+        let mut latencies = std::mem::take(
+            &mut *streams
+                .latencies_us
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for task in &streams.tasks {
+            task.abort();
+        }
+        latencies.sort_unstable();
+        let at = |p: f64| {
+            latencies
+                .get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1))
+                .map_or(0.0, |us| *us as f64 / 1000.0)
+        };
+        println!(
+            "events       {probes} probes, {} deliveries, recorded to consumer p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            latencies.len(),
+            at(0.5),
+            at(0.99),
+            at(1.0)
+        );
+        println!(
+            "ratio        CheckAccess with {} streams / without = {:.1}%",
+            args.streams,
+            100.0 * with_streams / check_rate.max(1.0)
         );
     }
 

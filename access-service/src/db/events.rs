@@ -32,6 +32,10 @@ pub struct Row {
     pub reason_code: String,
     #[diesel(sql_type = Text)]
     pub reason: String,
+    #[diesel(sql_type = Text)]
+    pub target_type: String,
+    #[diesel(sql_type = Text)]
+    pub target_id: String,
     /// Left empty for decisions: their evaluation steps are not part of an event.
     #[diesel(sql_type = Text)]
     pub metadata: String,
@@ -54,7 +58,7 @@ pub async fn after(
 ) -> diesel::QueryResult<Vec<Row>> {
     diesel::sql_query(
         "SELECT a.sequence, a.time, a.actor, a.action, a.door_id, a.door_name, a.user_id, \
-                a.user_name, a.method, a.success, a.reason_code, a.reason, \
+                a.user_name, a.method, a.success, a.reason_code, a.reason, a.target_type, a.target_id, \
                 CASE WHEN a.action IN ('ACCESS_GRANTED', 'ACCESS_DENIED') AND a.actor <> $4 \
                      THEN '' ELSE a.metadata END AS metadata, \
                 a.flagged, coalesce(d.property_id::text, '') AS property_id \

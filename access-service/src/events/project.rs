@@ -18,7 +18,7 @@ fn method_from_name(name: &str) -> pb::AccessMethod {
 }
 
 /// The row's own kind, if it is an event at all, and how a bolt moved.
-fn kind_of(row: &Row, device_kind: &str) -> Option<(Kind, &'static str)> {
+fn kind_of(row: &Row, device_kind: &str, code_status: &str) -> Option<(Kind, &'static str)> {
     let device = row.actor == DEVICE;
     Some(match row.action.as_str() {
         "ACCESS_GRANTED" => (Kind::AccessGranted, ""),
@@ -31,6 +31,11 @@ fn kind_of(row: &Row, device_kind: &str) -> Option<(Kind, &'static str)> {
         "UNLOCK" | "EMERGENCY_UNLOCK" | "UNLOCK_FAILED" => (Kind::UnlockFailed, ""),
         "LOCK" if device => (Kind::DoorLocked, via(device_kind)),
         "LOCK" => (Kind::DoorLocked, "REMOTE"),
+        "ADMIN_UPDATE" if row.target_type == "access_code" => match code_status {
+            "EXPIRED" => (Kind::CodeExpired, ""),
+            "REVOKED" | "EXHAUSTED" => (Kind::CodeRevoked, ""),
+            _ => return None,
+        },
         "DEVICE_EVENT" => match row.reason_code.as_str() {
             "PASSCODE_SET" => (Kind::CodeSetOnLock, ""),
             "PASSCODE_FAILED" => (Kind::CodeSetFailed, ""),
@@ -72,9 +77,14 @@ pub fn project(row: &Row, tenant_id: &str, cursor: &str) -> Vec<pb::Event> {
         serde_json::from_str(&row.metadata).unwrap_or(Value::Null)
     };
     let device_kind = text(&metadata, "kind");
-    let own = kind_of(row, device_kind);
+    let own = kind_of(row, device_kind, text(&metadata, "status"));
     let suspicious = row.flagged;
-    let code_id = text(&metadata, "code_id");
+    // A code's own row names it as its target; a lock's report, in its metadata.
+    let code_id = if row.target_type == "access_code" {
+        row.target_id.as_str()
+    } else {
+        text(&metadata, "code_id")
+    };
     let arrived = row.action == "UNLOCK"
         && row.success
         && !code_id.is_empty()

@@ -13,6 +13,8 @@ use rand::Rng;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::audit::store::BurstRule;
+use crate::audit::{AuditAction, AuditEntry};
 use crate::db::outbox::{self, CodeDoor, CodeWindow, Intent};
 use crate::error::Result;
 use crate::gateway::PasscodeAnswer;
@@ -827,6 +829,20 @@ async fn remove_again(
     .await
 }
 
+/// The row saying a code's window ended.
+fn expired_entry(tenant: &str, code_id: Uuid) -> AuditEntry {
+    let mut entry = AuditEntry::new(tenant, EXPIRY_ACTOR, AuditAction::AdminUpdate, true);
+    entry.target_type = "access_code".to_owned();
+    entry.target_id = code_id.to_string();
+    entry.reason_code = "CODE_EXPIRED".to_owned();
+    entry.reason = "the code's window ended; it leaves its locks".to_owned();
+    entry.metadata = serde_json::json!({ "status": "EXPIRED" }).to_string();
+    entry
+}
+
+/// The actor of the rows the expiry sweep appends.
+pub const EXPIRY_ACTOR: &str = "code-expiry";
+
 /// Expires codes whose end has passed (each leaves its locks) and erases the sealed
 /// copies of codes that no longer stand. Replicas skip codes another is expiring.
 pub async fn sweep(state: &AppState) -> Result<usize> {
@@ -835,10 +851,13 @@ pub async fn sweep(state: &AppState) -> Result<usize> {
     let expired = conn
         .transaction(async |conn| {
             let due = outbox::expired_for_update(conn, now, 200).await?;
+            let mut rows = Vec::with_capacity(due.len());
             for code in &due {
                 outbox::mark_expired(conn, code.id, now).await?;
                 super::intents::on_revoke(conn, &code.tenant_id, code.id, now).await?;
+                rows.push(expired_entry(&code.tenant_id, code.id));
             }
+            crate::audit::store::append(conn, rows, BurstRule::default()).await?;
             outbox::erase_inactive_sealed(conn).await?;
             Ok::<_, diesel::result::Error>(due.len())
         })
