@@ -3,8 +3,9 @@
 
 It streams `EventService.WatchEvents`, prints each event as a JSON line, and saves the
 cursor of every message (events and heartbeats) to a file, so that when it is stopped,
-or the replica it talks to goes away, it resumes after the last event it handled: every
-event once, in order.
+or the replica it talks to goes away, it resumes after the last event it handled, in
+order. A kill between printing an event and saving its cursor prints that event again
+on restart: receivers de-duplicate on the event's `id`.
 
     pip install grpcio grpcio-tools grpcio-status
     python3 follow_events.py --addr 127.0.0.1:50051 --token "$TOKEN" \
@@ -15,10 +16,12 @@ client always matches the service it ships with.
 """
 
 import argparse
+import atexit
 import importlib
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -32,10 +35,14 @@ PROTO_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."
 
 
 def load_stubs():
-    """Compiles events.proto (and what it imports) into a temporary package."""
+    """Compiles events.proto (and what it imports) into a temporary package, removed at
+    exit."""
     out = tempfile.mkdtemp(prefix="latchkey-stubs-")
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
     include = os.path.join(os.path.dirname(protoc.__file__), "_proto")
+    # events.proto imports access.proto, which imports directory.proto.
     protos = [
+        "latchkey/access/v1/directory.proto",
         "latchkey/access/v1/access.proto",
         "latchkey/access/v1/events.proto",
     ]

@@ -60,12 +60,13 @@ impl CodeKeys {
     }
 
     /// The tag binding an event cursor to its tenant and position.
-    pub fn cursor_tag(&self, tenant_id: &str, sequence: i64) -> [u8; 16] {
+    pub fn cursor_tag(&self, tenant_id: &str, sequence: i64, index: u8) -> [u8; 16] {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.cursor_key)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         mac.update(&(tenant_id.len() as u64).to_be_bytes());
         mac.update(tenant_id.as_bytes());
         mac.update(&sequence.to_be_bytes());
+        mac.update(&[index]);
         let full = mac.finalize().into_bytes();
         let mut tag = [0; 16];
         tag.copy_from_slice(&full[..16]);

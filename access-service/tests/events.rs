@@ -628,7 +628,7 @@ async fn rows_read_as_typed_events() {
     // Five failures of one user in a row: the fifth is flagged.
     append(&pool, (0..5).map(|_| denied.clone()).collect()).await;
     let all = list(
-        channel,
+        channel.clone(),
         &admin(),
         Some(pb::EventFilter {
             include_decisions: true,
@@ -675,13 +675,34 @@ async fn rows_read_as_typed_events() {
     );
     assert_eq!(entry.occurred_time.as_ref().unwrap().seconds, 1_796_464_800);
     assert_eq!(
-        all[4].cursor, entry.cursor,
-        "the arrival shares its row's cursor"
+        all[4].sequence, entry.sequence,
+        "the arrival is the entry's row"
     );
     assert_ne!(all[4].id, entry.id);
+    assert_ne!(
+        all[4].cursor, entry.cursor,
+        "every event has a cursor of its own"
+    );
     assert_eq!(
         all[11].sequence, all[10].sequence,
         "flagged with the fifth failure"
     );
     assert_eq!(all[11].user_id, "mallory");
+    // Resuming after the first event of a row sends the rest of that row.
+    let rest = list(
+        channel,
+        &admin(),
+        Some(pb::EventFilter {
+            include_decisions: true,
+            ..Default::default()
+        }),
+        after(&all[10].cursor),
+        "",
+        100,
+    )
+    .await
+    .unwrap()
+    .events;
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].id, all[11].id);
 }

@@ -234,16 +234,22 @@ struct Streams {
 
 impl Streams {
     async fn open(
-        channels: &[Channel],
+        target: &str,
         token: &MetadataValue<tonic::metadata::Ascii>,
         doors: &[String],
         count: usize,
     ) -> Result<Self> {
+        // Connections of their own, under a server's usual limit of concurrent
+        // streams per connection (100 here; HTTP/2 servers often allow 100 to 200).
+        let mut channels = Vec::new();
+        for _ in 0..count.div_ceil(100) {
+            channels.push(Endpoint::from_shared(target.to_owned())?.connect().await?);
+        }
         let latencies_us = Arc::new(std::sync::Mutex::new(Vec::new()));
         let measuring = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::with_capacity(count);
         for index in 0..count {
-            let mut client = EventServiceClient::new(channels[index % channels.len()].clone());
+            let mut client = EventServiceClient::new(channels[index / 100].clone());
             let request = authorized(
                 token,
                 pb::WatchEventsRequest {
@@ -541,7 +547,7 @@ async fn main() -> Result<()> {
         let doors =
             seed_doors(channels[0].clone(), &target.token, args.stream_doors.max(1)).await?;
         let before = args.server_pid.and_then(resident_kib);
-        let streams = Streams::open(&channels, &target.token, &doors, args.streams).await?;
+        let streams = Streams::open(&args.target, &target.token, &doors, args.streams).await?;
         // Every stream is open once its first read has been answered; let them settle.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let after = args.server_pid.and_then(resident_kib);

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{BigInt, Bool, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 /// The columns of an audit row an event needs.
@@ -46,15 +46,36 @@ pub struct Row {
     pub property_id: String,
 }
 
-/// Up to `limit` rows of `tenant_id` after `after`, in order. Decisions come without
-/// their metadata (evaluation steps no event carries), but for those recorded by
-/// `device_actor`, whose metadata says what the lock reported.
+/// Which rows a read returns.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// Rows up to this one only.
+    pub upto: Option<i64>,
+    /// Rows of these doors only.
+    pub doors: Option<&'a [String]>,
+    /// Decisions too (flagged ones and those a lock reported always come).
+    pub decisions: bool,
+}
+
+impl Scope<'static> {
+    /// Every row.
+    pub const ALL: Self = Self {
+        upto: None,
+        doors: None,
+        decisions: true,
+    };
+}
+
+/// Up to `limit` rows of `tenant_id` after `after` within `scope`, in order. Decisions
+/// come without their metadata (evaluation steps no event carries), but for those
+/// recorded by `device_actor`, whose metadata says what the lock reported.
 pub async fn after(
     conn: &mut AsyncPgConnection,
     tenant_id: &str,
     after: i64,
     limit: i64,
     device_actor: &str,
+    scope: Scope<'_>,
 ) -> diesel::QueryResult<Vec<Row>> {
     diesel::sql_query(
         "SELECT a.sequence, a.time, a.actor, a.action, a.door_id, a.door_name, a.user_id, \
@@ -67,12 +88,19 @@ pub async fn after(
              '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' \
              THEN a.door_id::uuid END) AND d.tenant_id = a.tenant_id \
          WHERE a.tenant_id = $1 AND a.sequence > $2 \
+           AND ($5::bigint IS NULL OR a.sequence <= $5) \
+           AND ($6::text[] IS NULL OR a.door_id = ANY($6)) \
+           AND ($7 OR a.flagged OR a.actor = $4 \
+                OR a.action NOT IN ('ACCESS_GRANTED', 'ACCESS_DENIED')) \
          ORDER BY a.sequence LIMIT $3",
     )
     .bind::<Text, _>(tenant_id)
     .bind::<BigInt, _>(after)
     .bind::<BigInt, _>(limit)
     .bind::<Text, _>(device_actor)
+    .bind::<Nullable<BigInt>, _>(scope.upto)
+    .bind::<Nullable<Array<Text>>, _>(scope.doors)
+    .bind::<Bool, _>(scope.decisions)
     .load(conn)
     .await
 }

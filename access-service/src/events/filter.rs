@@ -88,6 +88,12 @@ impl Filter {
                 .is_none_or(|user| !user.is_empty() && *user == event.user_id)
     }
 
+    /// The doors this filter keeps to, if it keeps to some: the tail reads only their rows
+    /// for it.
+    pub fn doors(&self) -> Option<Vec<String>> {
+        (!self.doors.is_empty()).then(|| self.doors.iter().cloned().collect())
+    }
+
     /// Whether decisions can pass: the tail reads their rows only for such streams.
     pub fn wants_decisions(&self) -> bool {
         self.kinds

@@ -5,9 +5,10 @@ use latchkey::error::{ApiError, FieldViolations};
 use latchkey::pb::access::v1 as pb;
 use latchkey::pb::from_timestamp;
 
+use super::cursor::{self, Position};
 use super::filter::Filter;
+use super::project;
 use super::tail::BATCH;
-use super::{cursor, project};
 use crate::code_keys::CodeKeys;
 use crate::db::events as db;
 use crate::device_events::apply::ACTOR as DEVICE;
@@ -26,12 +27,12 @@ pub async fn resolve_start(
     tenant_id: &str,
     start: Option<&pb::EventStart>,
     field: &str,
-) -> Result<i64> {
-    use pb::event_start::Position;
+) -> Result<Position> {
+    use pb::event_start::Position as Start;
     let bounds = db::bounds(conn, tenant_id).await?;
     match start.and_then(|start| start.position.as_ref()) {
-        None | Some(Position::Now(_)) => Ok(bounds.head),
-        Some(Position::SinceTime(time)) => {
+        None | Some(Start::Now(_)) => Ok(Position::after_row(bounds.head)),
+        Some(Start::SinceTime(time)) => {
             let Some(time) = from_timestamp(time) else {
                 return Err(FieldViolations::single(
                     format!("{field}.since_time"),
@@ -39,12 +40,14 @@ pub async fn resolve_start(
                 )
                 .into());
             };
-            Ok(match db::first_at(conn, tenant_id, time).await? {
-                Some(first) => first - 1,
-                None => bounds.head,
-            })
+            Ok(Position::after_row(
+                match db::first_at(conn, tenant_id, time).await? {
+                    Some(first) => first - 1,
+                    None => bounds.head,
+                },
+            ))
         }
-        Some(Position::AfterCursor(text)) => {
+        Some(Start::AfterCursor(text)) => {
             let field = format!("{field}.after_cursor");
             let Some(after) = cursor::decode(keys, tenant_id, text) else {
                 return Err(FieldViolations::single(
@@ -53,7 +56,7 @@ pub async fn resolve_start(
                 )
                 .into());
             };
-            if after > bounds.head {
+            if after.sequence > bounds.head {
                 return Err(FieldViolations::single(field, "is ahead of the tenant's log").into());
             }
             // Rows up to `oldest - 1` are gone; everything after `after` must be kept.
@@ -62,8 +65,8 @@ pub async fn resolve_start(
             } else {
                 bounds.oldest
             };
-            if after + 1 < first_kept {
-                let oldest = cursor::encode(keys, tenant_id, first_kept - 1);
+            if after.rows_done() + 1 < first_kept {
+                let oldest = cursor::encode(keys, tenant_id, Position::after_row(first_kept - 1));
                 return Err(ApiError::OutOfRange {
                     reason: "CURSOR_EXPIRED",
                     message: format!(
@@ -87,41 +90,41 @@ pub async fn page(
     keys: &CodeKeys,
     tenant_id: &str,
     filter: &Filter,
-    after: i64,
+    after: Position,
     size: usize,
-) -> Result<(Vec<pb::Event>, i64, bool)> {
+) -> Result<(Vec<pb::Event>, Position, bool)> {
     let mut events = Vec::new();
-    let mut position = after;
+    let mut position = after.rows_done();
     let mut examined = 0;
     loop {
-        let rows = db::after(conn, tenant_id, position, BATCH, DEVICE).await?;
+        let rows = db::after(conn, tenant_id, position, BATCH, DEVICE, db::Scope::ALL).await?;
         let end = (rows.len() as i64) < BATCH;
         for row in &rows {
-            let row_events: Vec<pb::Event> = project::project(
-                row,
-                tenant_id,
-                &cursor::encode(keys, tenant_id, row.sequence),
-            )
-            .into_iter()
-            .filter(|event| filter.matches(event))
-            .collect();
+            let row_events: Vec<pb::Event> = project::project(row, tenant_id, keys)
+                .into_iter()
+                .enumerate()
+                .filter(|(index, event)| {
+                    after.precedes(row.sequence, *index) && filter.matches(event)
+                })
+                .map(|(_, event)| event)
+                .collect();
             // A row's events go on one page together: they share its cursor.
             if !row_events.is_empty()
                 && events.len() + row_events.len() > size
                 && !events.is_empty()
             {
-                return Ok((events, position, false));
+                return Ok((events, Position::after_row(position), false));
             }
             events.extend(row_events);
             position = row.sequence;
             examined += 1;
             if events.len() >= size || examined >= MAX_EXAMINED {
                 let at_end = end && rows.last().map(|r| r.sequence) == Some(position);
-                return Ok((events, position, at_end));
+                return Ok((events, Position::after_row(position), at_end));
             }
         }
         if end {
-            return Ok((events, position, true));
+            return Ok((events, Position::after_row(position), true));
         }
     }
 }

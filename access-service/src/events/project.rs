@@ -9,6 +9,8 @@ use latchkey::pb::timestamp;
 use pb::EventKind as Kind;
 use serde_json::Value;
 
+use super::cursor::{self, Position};
+use crate::code_keys::CodeKeys;
 pub use crate::db::events::Row;
 use crate::device_events::apply::ACTOR as DEVICE;
 
@@ -69,8 +71,8 @@ fn text<'a>(metadata: &'a Value, key: &str) -> &'a str {
         .unwrap_or_default()
 }
 
-/// The events of `row`, each with `cursor` (the position after the row).
-pub fn project(row: &Row, tenant_id: &str, cursor: &str) -> Vec<pb::Event> {
+/// The events of `row`, each with its own cursor.
+pub fn project(row: &Row, tenant_id: &str, keys: &CodeKeys) -> Vec<pb::Event> {
     let metadata: Value = if row.metadata.is_empty() {
         Value::Null
     } else {
@@ -107,7 +109,7 @@ pub fn project(row: &Row, tenant_id: &str, cursor: &str) -> Vec<pb::Event> {
         .unwrap_or(-1);
     let event = |id: String, kind: Kind, via: &str| pb::Event {
         id,
-        cursor: cursor.to_owned(),
+        cursor: String::new(),
         tenant_id: tenant_id.to_owned(),
         kind: kind as i32,
         occurred_time: Some(timestamp(occurred)),
@@ -147,6 +149,17 @@ pub fn project(row: &Row, tenant_id: &str, cursor: &str) -> Vec<pb::Event> {
             Kind::SuspiciousActivity,
             "",
         ));
+    }
+    for (index, event) in events.iter_mut().enumerate() {
+        let index = u8::try_from(index).unwrap_or(Position::WHOLE_ROW - 1);
+        event.cursor = cursor::encode(
+            keys,
+            tenant_id,
+            Position {
+                sequence: row.sequence,
+                index,
+            },
+        );
     }
     events
 }

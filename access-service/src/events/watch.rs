@@ -17,9 +17,10 @@ use tokio::time::Instant;
 use tonic::Status;
 use tracing::Instrument as _;
 
+use super::cursor::{self, Position};
 use super::filter::Filter;
+use super::project;
 use super::tail::{BATCH, Tails};
-use super::{cursor, project};
 use crate::code_keys::CodeKeys;
 use crate::db::events as db;
 use crate::device_events::apply::ACTOR as DEVICE;
@@ -115,10 +116,15 @@ impl Sender {
 }
 
 /// Streams `tenant_id`'s events after position `after` that pass `filter`.
-pub fn stream(streams: &Streams, tenant_id: String, filter: Filter, after: i64) -> EventStream {
+pub fn stream(
+    streams: &Streams,
+    tenant_id: String,
+    filter: Filter,
+    after: Position,
+) -> EventStream {
     let (sender, receiver) = mpsc::channel(BUFFER);
     let ending = Arc::new(Mutex::new(None));
-    let span = tracing::info_span!("events.watch", tenant_id = %tenant_id, after);
+    let span = tracing::info_span!("events.watch", tenant_id = %tenant_id, after = after.sequence);
     let streams = streams.clone();
     let end = Arc::clone(&ending);
     tokio::spawn(
@@ -152,24 +158,29 @@ async fn follow(
     streams: &Streams,
     tenant: &str,
     filter: &Filter,
-    after: i64,
+    after: Position,
     sender: &mut Sender,
 ) -> Stop {
-    let heartbeat = |cursor: i64| {
+    let heartbeat = |rows_done: i64| {
         Item::Heartbeat(pb::Heartbeat {
-            cursor: cursor::encode(&streams.keys, tenant, cursor),
+            cursor: cursor::encode(&streams.keys, tenant, Position::after_row(rows_done)),
             time: Some(latchkey::pb::timestamp(chrono::Utc::now())),
         })
     };
-    let mut position = after;
+    // Rows wholly sent; the start may be inside the row after them.
+    let mut position = after.rows_done();
     let tail = streams.tails.tail(tenant);
-    // Subscribed before the log is read: a run published meanwhile is received.
+    // Registered and subscribed before the log is read: a run published meanwhile is
+    // received, and holds what this stream may need.
+    let _registration = tail.register(filter.doors(), filter.wants_decisions());
     let mut live = tail.subscribe();
     loop {
         // From the log until a read comes back short: caught up as of that read.
         loop {
             let rows = match streams.pool.get().await {
-                Ok(mut conn) => db::after(&mut conn, tenant, position, BATCH, DEVICE).await,
+                Ok(mut conn) => {
+                    db::after(&mut conn, tenant, position, BATCH, DEVICE, db::Scope::ALL).await
+                }
                 Err(error) => return failed(error),
             };
             let rows = match rows {
@@ -177,9 +188,10 @@ async fn follow(
                 Err(error) => return failed(error),
             };
             for row in &rows {
-                let cursor = cursor::encode(&streams.keys, tenant, row.sequence);
-                for event in project::project(row, tenant, &cursor) {
-                    if filter.matches(&event)
+                let events = project::project(row, tenant, &streams.keys);
+                for (index, event) in events.into_iter().enumerate() {
+                    if after.precedes(row.sequence, index)
+                        && filter.matches(&event)
                         && let Err(stop) = sender.send(Item::Event(event)).await
                     {
                         return stop;
