@@ -33,6 +33,11 @@ const PUBLISHED_KEPT: usize = 256;
 /// longest between two published runs.
 const POLL: Duration = Duration::from_secs(1);
 
+/// The shortest time between two reads: under load every commit is announced, and a
+/// read per commit would cost the database more than the decisions themselves do; this
+/// gathers a few milliseconds of commits into one read.
+const GATHER: Duration = Duration::from_millis(10);
+
 /// What the streams of a tail may receive, by how many streams want each part.
 #[derive(Debug, Default)]
 struct Interest {
@@ -220,6 +225,7 @@ async fn follow(reader: Reader, hub: Hub, published: Arc<AtomicI64>) {
     let mut news = hub.subscribe();
     let mut progress = None;
     loop {
+        let started = tokio::time::Instant::now();
         match reader.read(progress.take()).await {
             Ok(now) => {
                 published.store(now.published, Ordering::Release);
@@ -232,6 +238,7 @@ async fn follow(reader: Reader, hub: Hub, published: Arc<AtomicI64>) {
         }
         let wake = tokio::time::Instant::now() + POLL;
         wait_for(&mut news, CHANNEL, &reader.tenant, wake).await;
+        tokio::time::sleep_until(started + GATHER).await;
     }
 }
 
