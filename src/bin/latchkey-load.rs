@@ -99,6 +99,51 @@ fn authorized<T>(token: &MetadataValue<tonic::metadata::Ascii>, message: T) -> t
     request
 }
 
+/// A property in the token's tenant; returns its id.
+async fn create_property(
+    directory: &mut DirectoryServiceClient<Channel>,
+    token: &MetadataValue<tonic::metadata::Ascii>,
+    name: &str,
+) -> Result<String> {
+    let request = pb::CreatePropertyRequest {
+        property: Some(pb::Property {
+            name: name.into(),
+            time_zone: "Europe/Madrid".into(),
+            ..Default::default()
+        }),
+        request_id: String::new(),
+    };
+    Ok(directory
+        .create_property(authorized(token, request))
+        .await?
+        .into_inner()
+        .id)
+}
+
+/// An active ROOM door of `property` (no membership needed to open it); returns its id.
+async fn create_door(
+    directory: &mut DirectoryServiceClient<Channel>,
+    token: &MetadataValue<tonic::metadata::Ascii>,
+    property: &str,
+    name: &str,
+) -> Result<String> {
+    let request = pb::CreateDoorRequest {
+        door: Some(pb::Door {
+            property_id: property.to_owned(),
+            name: name.into(),
+            r#type: pb::DoorType::Room as i32,
+            active: true,
+            ..Default::default()
+        }),
+        request_id: String::new(),
+    };
+    Ok(directory
+        .create_door(authorized(token, request))
+        .await?
+        .into_inner()
+        .id)
+}
+
 /// Creates a property, an ENTRANCE-free door (ROOM: no membership needed), a member and
 /// `rules` rules on the door; returns the door and user ids.
 async fn seed(
@@ -108,36 +153,8 @@ async fn seed(
 ) -> Result<(String, String)> {
     let mut directory = DirectoryServiceClient::new(channel.clone());
     let mut rule_service = RuleServiceClient::new(channel);
-    let property = directory
-        .create_property(authorized(
-            token,
-            pb::CreatePropertyRequest {
-                property: Some(pb::Property {
-                    name: "Load test".into(),
-                    time_zone: "Europe/Madrid".into(),
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-        ))
-        .await?
-        .into_inner();
-    let door = directory
-        .create_door(authorized(
-            token,
-            pb::CreateDoorRequest {
-                door: Some(pb::Door {
-                    property_id: property.id,
-                    name: "Load door".into(),
-                    r#type: pb::DoorType::Room as i32,
-                    active: true,
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-        ))
-        .await?
-        .into_inner();
+    let property = create_property(&mut directory, token, "Load test").await?;
+    let door = create_door(&mut directory, token, &property, "Load door").await?;
     let user = directory
         .create_user(authorized(
             token,
@@ -161,7 +178,7 @@ async fn seed(
                 token,
                 pb::CreateRuleRequest {
                     rule: Some(pb::Rule {
-                        door_id: door.id.clone(),
+                        door_id: door.clone(),
                         name: format!("rule {i}"),
                         user_ids: if granting {
                             vec![user.id.clone()]
@@ -186,7 +203,7 @@ async fn seed(
         "seeded {rules} rules in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    Ok((door.id, user.id))
+    Ok((door, user.id))
 }
 
 /// Changes `target`'s door every `every` until `churning` is cleared; returns the
@@ -303,39 +320,11 @@ async fn seed_doors(
     count: usize,
 ) -> Result<Vec<String>> {
     let mut directory = DirectoryServiceClient::new(channel);
-    let property = directory
-        .create_property(authorized(
-            token,
-            pb::CreatePropertyRequest {
-                property: Some(pb::Property {
-                    name: "Stream doors".into(),
-                    time_zone: "Europe/Madrid".into(),
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-        ))
-        .await?
-        .into_inner();
+    let property = create_property(&mut directory, token, "Stream doors").await?;
     let mut doors = Vec::with_capacity(count);
     for index in 0..count {
-        let door = directory
-            .create_door(authorized(
-                token,
-                pb::CreateDoorRequest {
-                    door: Some(pb::Door {
-                        property_id: property.id.clone(),
-                        name: format!("Flat {index}"),
-                        r#type: pb::DoorType::Room as i32,
-                        active: true,
-                        ..Default::default()
-                    }),
-                    request_id: String::new(),
-                },
-            ))
-            .await?
-            .into_inner();
-        doors.push(door.id);
+        let door = create_door(&mut directory, token, &property, &format!("Flat {index}")).await?;
+        doors.push(door);
     }
     Ok(doors)
 }

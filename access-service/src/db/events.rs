@@ -127,6 +127,24 @@ pub async fn bounds(conn: &mut AsyncPgConnection, tenant_id: &str) -> diesel::Qu
 }
 
 #[derive(QueryableByName)]
+struct Head {
+    #[diesel(sql_type = BigInt)]
+    head: i64,
+}
+
+/// The last row appended to `tenant_id`'s log (0 for a tenant with none): one index
+/// lookup, for readers that follow the log every few milliseconds.
+pub async fn head(conn: &mut AsyncPgConnection, tenant_id: &str) -> diesel::QueryResult<i64> {
+    let found: Head = diesel::sql_query(
+        "SELECT coalesce((SELECT sequence FROM audit_heads WHERE tenant_id = $1), 0) AS head",
+    )
+    .bind::<Text, _>(tenant_id)
+    .get_result(conn)
+    .await?;
+    Ok(found.head)
+}
+
+#[derive(QueryableByName)]
 struct First {
     #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
     first: Option<i64>,

@@ -253,8 +253,8 @@ impl Reader {
             Ok(conn) => conn,
             Err(error) => return Err((progress, error.into())),
         };
-        let head = match db::bounds(&mut conn, &self.tenant).await {
-            Ok(bounds) => bounds.head,
+        let head = match db::head(&mut conn, &self.tenant).await {
+            Ok(head) => head,
             Err(error) => return Err((progress, error.into())),
         };
         let Some(mut progress) = progress else {
