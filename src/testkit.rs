@@ -619,6 +619,33 @@ pub fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
     request
 }
 
+/// A server run by `start(listener)` on a runtime of its own, for tests that stop it
+/// dead: `shutdown_background` on the runtime drops its tasks and connections with no
+/// graceful step, as a killed process would. Returns the runtime and the address.
+pub fn doomed_server<F, Fut>(start: F) -> (tokio::runtime::Runtime, SocketAddr)
+where
+    F: FnOnce(TcpListener) -> Fut,
+    Fut: Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    let doomed = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime for the doomed server");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind service");
+    let addr = listener.local_addr().expect("service address");
+    listener
+        .set_nonblocking(true)
+        .expect("a non-blocking listener");
+    {
+        let _inside = doomed.enter();
+        let listener = TcpListener::from_std(listener).expect("a tokio listener");
+        doomed.spawn(start(listener));
+    }
+    (doomed, addr)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

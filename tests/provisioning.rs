@@ -786,23 +786,9 @@ async fn doomed_replica(
     w: &World,
     config: access_service::Config,
 ) -> (tokio::runtime::Runtime, tonic::transport::Channel, String) {
-    let doomed = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    listener.set_nonblocking(true).unwrap();
-    {
-        let _inside = doomed.enter();
-        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        doomed.spawn(access_service::run(
-            listener,
-            config,
-            std::future::pending(),
-        ));
-    }
+    let (doomed, addr) = latchkey::testkit::doomed_server(|listener| {
+        access_service::run(listener, config, std::future::pending())
+    });
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()

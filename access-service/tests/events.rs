@@ -230,23 +230,11 @@ async fn replay_then_live_has_no_gap_or_duplicate_under_concurrent_writes() {
 async fn a_stream_resumes_on_another_replica_exactly_once() {
     let db = common::database().await;
     let survivor = common::start(common::config(db.url())).await;
-    let doomed = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let port = common::free_port();
-    {
-        let config = common::config(db.url());
-        let _inside = doomed.enter();
-        doomed.spawn(async move {
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-                .await
-                .unwrap();
-            access_service::run(listener, config, std::future::pending()).await
-        });
-    }
-    let channel = common::connect(port).await;
+    let config = common::config(db.url());
+    let (doomed, addr) = latchkey::testkit::doomed_server(|listener| {
+        access_service::run(listener, config, std::future::pending())
+    });
+    let channel = common::connect(addr.port()).await;
     let mut stream = watch(channel, &admin(), decisions(), from_the_start())
         .await
         .unwrap();

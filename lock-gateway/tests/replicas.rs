@@ -302,23 +302,10 @@ async fn a_replica_dying_with_a_gateway_frees_it_within_its_lease() {
     let cluster = Cluster::start(1, SimConfig::default(), |_| {}).await;
     let lease = Config::new("postgres://unused", "unused").gateway_turn_lease();
     cluster.sim.update_faults(|f| f.remote_latency_ms = 2000);
-    let doomed = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    listener.set_nonblocking(true).unwrap();
-    {
-        let _inside = doomed.enter();
-        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        doomed.spawn(lock_gateway::run(
-            listener,
-            config(&cluster.db, |_| {}),
-            std::future::pending(),
-        ));
-    }
+    let replica = config(&cluster.db, |_| {});
+    let (doomed, addr) = latchkey::testkit::doomed_server(|listener| {
+        lock_gateway::run(listener, replica, std::future::pending())
+    });
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
